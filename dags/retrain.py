@@ -1,0 +1,115 @@
+"""
+### retrain: train, evaluate and maybe promote a challenger
+
+Training snapshots (dbt) -> Great Expectations gate -> drift report against the champion
+-> train a challenger (only on the weekly schedule, on drift, without a champion, or with
+`force`) -> evaluate it against the champion on the same holdout -> register it in MLflow
+as `lead_scoring` with alias `challenger`, and `champion` if it wins.
+
+Trigger by hand: `airflow dags trigger retrain --conf '{"force": true}'`.
+Roll back: point the `champion` alias at an older version in MLflow.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, task
+
+from mlsys.airflow_support import DEFAULT_ARGS, WAREHOUSE_POOL
+
+TRAINING_SNAPSHOTS = Asset("mlsys://features/training_snapshots")
+MODEL = Asset("mlsys://models/lead_scoring")
+
+
+@dag(
+    dag_id="retrain",
+    schedule="0 0 * * 0",
+    start_date=pendulum.datetime(2026, 6, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=3),
+    default_args=DEFAULT_ARGS,
+    tags=["mlsys", "training"],
+    doc_md=__doc__,
+    params={
+        "force": Param(False, type="boolean", description="Train even without drift"),
+        "tune": Param(False, type="boolean", description="Randomized hyper-parameter search"),
+        "use_smote": Param(True, type="boolean", description="SMOTE when negatives/positives > 2"),
+        "estimator": Param("logreg", enum=["logreg", "hgb"], description="Classifier"),
+        "as_of": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Cut-off; default: the logical date",
+        ),
+    },
+)
+def retrain() -> None:
+    @task(pool=WAREHOUSE_POOL, outlets=[TRAINING_SNAPSHOTS])
+    def build_training_snapshots(**context: object) -> dict:
+        from mlsys import pipeline
+        from mlsys.airflow_support import as_of_from_context
+
+        return pipeline.build_training_features(as_of_from_context(context))
+
+    @task
+    def validate_snapshots(built: dict) -> dict:
+        from datetime import date
+
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from mlsys import pipeline
+        from mlsys.airflow_support import quiet_logs
+        from mlsys.validation import DataValidationError
+
+        quiet_logs()
+        try:
+            return pipeline.gate_training(date.fromisoformat(built["as_of"]))
+        except DataValidationError as exc:
+            # Bad data does not get better on retry: fail now, with the readable summary.
+            raise AirflowFailException(str(exc)) from exc
+
+    @task
+    def check_drift(built: dict, gate: dict, **context: object) -> dict:
+        from datetime import date
+
+        from mlsys import pipeline
+        from mlsys.airflow_support import bool_param, is_scheduled
+
+        params = context["params"]
+        decision = pipeline.decide_retrain(
+            date.fromisoformat(built["as_of"]),
+            force=bool_param(params, "force", False),  # type: ignore[arg-type]
+            scheduled=is_scheduled(context),
+        )
+        return decision.as_dict()
+
+    @task(outlets=[MODEL])
+    def train_and_promote(built: dict, decision: dict, **context: object) -> dict:
+        from datetime import date
+
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from mlsys import pipeline
+        from mlsys.airflow_support import bool_param
+
+        if not decision["train"]:
+            raise AirflowSkipException(decision["reason"])
+        params = context["params"]
+        return pipeline.train_challenger(
+            date.fromisoformat(built["as_of"]),
+            tune=bool_param(params, "tune", False),  # type: ignore[arg-type]
+            use_smote=bool_param(params, "use_smote", True),  # type: ignore[arg-type]
+            estimator=str(params.get("estimator", "logreg")),  # type: ignore[attr-defined]
+            trigger="schedule" if decision["reason"].startswith("weekly") else "manual",
+        )
+
+    built = build_training_snapshots()
+    gate = validate_snapshots(built)
+    decision = check_drift(built, gate)
+    train_and_promote(built, decision)
+
+
+retrain()

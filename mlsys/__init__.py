@@ -1,0 +1,1 @@
+"""mlsys: batch lead scoring."""

@@ -1,0 +1,189 @@
+"""Data drift of the current features against the champion's training reference.
+
+PSI per feature (bins from the reference's deciles, categories for categoricals), with a KS
+test for numeric and a chi-square test for categorical features as a second opinion.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlsys import metrics, registry
+from mlsys.model import prepare_frame
+from mlsys.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PSI_THRESHOLD = 0.2
+CURRENT_SAMPLE_ROWS = 100_000
+_EPS = 1e-6
+
+
+def psi_numeric(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
+    """Population stability index with bin edges from the reference's quantiles; missing
+    values are a bin of their own (a feature that starts arriving empty is drift too)."""
+    ref = np.asarray(reference, dtype=float)
+    cur = np.asarray(current, dtype=float)
+    ref_ok, cur_ok = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
+    if len(ref_ok) == 0:
+        edges = np.array([-np.inf, np.inf])
+    else:
+        inner = np.unique(np.quantile(ref_ok, np.linspace(0, 1, bins + 1)[1:-1]))
+        edges = np.concatenate([[-np.inf], inner, [np.inf]])
+    ref_counts = np.append(np.histogram(ref_ok, edges)[0], np.isnan(ref).sum())
+    cur_counts = np.append(np.histogram(cur_ok, edges)[0], np.isnan(cur).sum())
+    return _psi(ref_counts, cur_counts)
+
+
+def psi_categorical(reference: pd.Series, current: pd.Series) -> float:
+    ref = reference.astype(object).fillna("__missing__")
+    cur = current.astype(object).fillna("__missing__")
+    levels = sorted(set(ref.unique()) | set(cur.unique()), key=str)
+    ref_counts = ref.value_counts().reindex(levels, fill_value=0).to_numpy()
+    cur_counts = cur.value_counts().reindex(levels, fill_value=0).to_numpy()
+    return _psi(ref_counts, cur_counts)
+
+
+def _psi(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
+    ref_share = np.maximum(ref_counts / max(1, ref_counts.sum()), _EPS)
+    cur_share = np.maximum(cur_counts / max(1, cur_counts.sum()), _EPS)
+    return float(np.sum((cur_share - ref_share) * np.log(cur_share / ref_share)))
+
+
+@dataclass
+class DriftReport:
+    as_of: date
+    champion_version: str | None
+    psi: dict[str, float] = field(default_factory=dict)
+    p_values: dict[str, float] = field(default_factory=dict)
+    threshold: float = PSI_THRESHOLD
+    reason: str = ""
+
+    @property
+    def drifted(self) -> list[str]:
+        return sorted(f for f, v in self.psi.items() if v > self.threshold)
+
+    @property
+    def detected(self) -> bool:
+        return bool(self.drifted)
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "feature": list(self.psi),
+                "psi": list(self.psi.values()),
+                "p_value": [self.p_values.get(f, np.nan) for f in self.psi],
+                "drifted": [v > self.threshold for v in self.psi.values()],
+            }
+        ).sort_values("psi", ascending=False)
+
+    def summary(self) -> str:
+        if self.reason:
+            return f"drift as of {self.as_of}: {self.reason}"
+        top = ", ".join(f"{f}={self.psi[f]:.3f}" for f in self.drifted[:5])
+        verdict = f"DRIFT in {len(self.drifted)} feature(s): {top}" if self.detected else "no drift"
+        return (
+            f"drift as of {self.as_of} vs champion v{self.champion_version}: {verdict} "
+            f"(PSI threshold {self.threshold}, max PSI {max(self.psi.values(), default=0):.3f})"
+        )
+
+
+def current_features(as_of: date, settings: Settings, columns: list[str]) -> pd.DataFrame:
+    """The population scored now: lead_features of `as_of`, else the latest training snapshot."""
+    import duckdb
+
+    path = settings.lead_features_path(as_of)
+    where = ""
+    if not path.exists():
+        path = settings.training_snapshots_path(as_of)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"neither lead_features nor training_snapshots exist for {as_of}: build features first"
+            )
+        where = f"where as_of = (select max(as_of) from read_parquet('{path}'))"
+    cols = ", ".join(columns)
+    con = duckdb.connect()
+    return con.execute(
+        f"select {cols} from read_parquet('{path}') {where} "
+        f"order by hash(lead_id) limit {CURRENT_SAMPLE_ROWS}"
+    ).df()
+
+
+def drift_report(
+    as_of: date, settings: Settings | None = None, threshold: float | None = None
+) -> DriftReport:
+    from scipy import stats
+
+    settings = settings or Settings.from_env()
+    threshold = PSI_THRESHOLD if threshold is None else threshold
+    champion = registry.alias_version(settings, registry.CHAMPION)
+    if champion is None:
+        return DriftReport(as_of, None, threshold=threshold, reason="no champion yet, nothing to compare")
+    loaded = registry.load_version(settings, str(champion.version))
+    reference = _reference(settings, loaded.run_id)
+    current = prepare_frame(
+        current_features(as_of, settings, loaded.features), loaded.numeric, loaded.categorical
+    )
+    report = DriftReport(as_of, str(champion.version), threshold=threshold)
+    for feature in loaded.numeric:
+        report.psi[feature] = psi_numeric(reference[feature].to_numpy(), current[feature].to_numpy())
+        ref, cur = reference[feature].dropna(), current[feature].dropna()
+        if len(ref) and len(cur):
+            report.p_values[feature] = float(stats.ks_2samp(ref, cur).pvalue)
+    for feature in loaded.categorical:
+        report.psi[feature] = psi_categorical(reference[feature], current[feature])
+        table = pd.crosstab(
+            np.r_[np.zeros(len(reference)), np.ones(len(current))],
+            pd.concat([reference[feature], current[feature]]).astype(object).fillna("__missing__").to_numpy(),
+        )
+        if table.shape[1] > 1:
+            report.p_values[feature] = float(stats.chi2_contingency(table.to_numpy())[1])
+    for feature, value in report.psi.items():
+        metrics.gauge(f"drift.psi.{metrics.metric_safe(feature)}", value, settings)
+    metrics.gauge("drift.detected", int(report.detected), settings)
+    log.info(report.summary())
+    return report
+
+
+def _reference(settings: Settings, run_id: str | None) -> pd.DataFrame:
+    import mlflow
+
+    registry.configure(settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="reference/training_reference.parquet", dst_path=tmp
+        )
+        return pd.read_parquet(local)
+
+
+def log_report(report: DriftReport, out_dir: Path) -> list[Path]:
+    """The drift table as CSV and a bar plot of PSI per feature."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = report.table()
+    csv = out_dir / "drift_report.csv"
+    table.to_csv(csv, index=False)
+    fig, ax = plt.subplots(figsize=(7, max(3, 0.22 * len(table))))
+    ax.barh(
+        table["feature"],
+        table["psi"],
+        color=["tab:red" if d else "tab:blue" for d in table["drifted"]],
+    )
+    ax.axvline(report.threshold, ls="--", color="grey")
+    ax.invert_yaxis()
+    ax.set(xlabel="PSI", title=f"Drift as of {report.as_of}")
+    png = out_dir / "drift_report.png"
+    fig.savefig(png, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return [csv, png]

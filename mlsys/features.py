@@ -1,0 +1,192 @@
+"""Feature marts through dbt, in-process.
+
+``dbt build`` runs the project in ``sql/`` with ``as_of`` as a var; the marts export
+themselves to Parquet (``materialized='external'``) so every reader after this step reads
+files and only this step holds the warehouse DuckDB file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+from mlsys import metrics
+from mlsys.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SCORING_SELECTOR = "+lead_features"
+TRAINING_SELECTOR = "+training_snapshots"
+
+
+class FeatureBuildError(RuntimeError):
+    """dbt failed: the message names each failing model or test and dbt's reason."""
+
+
+@dataclass
+class FeatureBuildResult:
+    as_of: date
+    outputs: dict[str, Path]
+    rows: dict[str, int]
+    seconds: float
+    node_timings: dict[str, float] = field(default_factory=dict)
+    run_results: Path | None = None
+
+    def summary(self) -> str:
+        parts = [f"{name}: {self.rows[name]:,} rows -> {path}" for name, path in self.outputs.items()]
+        return f"features as of {self.as_of} built in {self.seconds:.1f}s; " + "; ".join(parts)
+
+
+def dbt_env(settings: Settings) -> dict[str, str]:
+    """The variables profiles.yml and the sources read, from the settings object."""
+    return {
+        "MLSYS_DATA_DIR": str(settings.data_dir),
+        "MLSYS_WAREHOUSE": str(settings.warehouse),
+    }
+
+
+def dbt_args(settings: Settings, command: str, *extra: str) -> list[str]:
+    return [
+        command,
+        "--project-dir",
+        str(settings.dbt_project_dir),
+        "--profiles-dir",
+        str(settings.dbt_project_dir),
+        "--target-path",
+        str(settings.dbt_target_dir),
+        "--log-path",
+        str(settings.dbt_log_dir),
+        *extra,
+    ]
+
+
+def run_dbt(args: list[str], settings: Settings) -> Any:
+    """Invoke dbt in this process and release the warehouse file afterwards."""
+    from dbt.cli.main import dbtRunner
+
+    os.environ.update(dbt_env(settings))
+    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return dbtRunner().invoke(args)
+    finally:
+        _release_duckdb()
+
+
+def _release_duckdb() -> None:
+    """dbt-duckdb caches its DuckDB connection per process; close it so the file lock goes."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # pragma: no cover - adapter always installed with the package
+        return
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+    if env is not None:
+        try:
+            env.close()
+        except Exception as exc:  # noqa: BLE001 - best effort, the process may end anyway
+            log.debug("closing dbt's DuckDB environment failed: %s", exc)
+
+
+def _failures(result: Any) -> list[str]:
+    lines = []
+    for node_result in getattr(result.result, "results", None) or []:
+        status = str(getattr(node_result, "status", "")).lower()
+        if status in {"error", "fail", "runtime error"}:
+            node = node_result.node
+            message = (node_result.message or "").strip().replace("\n", " ")
+            lines.append(f"{node.resource_type} {node.name}: {message}")
+    return lines
+
+
+def build(
+    as_of: date,
+    settings: Settings | None = None,
+    *,
+    selector: str = SCORING_SELECTOR,
+) -> FeatureBuildResult:
+    """``dbt build --select <selector>`` as of ``as_of``; raises FeatureBuildError on failure."""
+    settings = settings or Settings.from_env()
+    if not settings.raw_dir.is_dir():
+        raise FeatureBuildError(
+            f"no raw landing data under {settings.raw_dir}: run `mlsys generate` or land the "
+            "CRM export there (DESIGN section 2)"
+        )
+    marts = {
+        "lead_features": settings.lead_features_path(as_of),
+        "training_snapshots": settings.training_snapshots_path(as_of),
+    }
+    wanted = {name: path for name, path in marts.items() if name in selector}
+    for path in wanted.values():
+        # DuckDB's COPY does not create folders.
+        path.parent.mkdir(parents=True, exist_ok=True)
+    dbt_vars = {
+        "as_of": as_of.isoformat(),
+        "horizon_days": settings.horizon_days,
+        "snapshot_weeks": settings.snapshot_weeks,
+    }
+    # cautious: a test runs only when all the models it reads are selected (the marts are
+    # built separately by scoring and by retrain).
+    args = dbt_args(
+        settings,
+        "build",
+        "--select",
+        selector,
+        "--indirect-selection",
+        "cautious",
+        "--vars",
+        json.dumps(dbt_vars),
+    )
+    log.info("dbt %s", " ".join(args))
+    start = perf_counter()
+    result = run_dbt(args, settings)
+    seconds = perf_counter() - start
+    if result.exception is not None:
+        raise FeatureBuildError(f"dbt could not run: {result.exception}") from result.exception
+    if not result.success:
+        failures = _failures(result) or ["dbt reported failure without a failing node"]
+        raise FeatureBuildError("dbt build failed:\n  " + "\n  ".join(failures))
+
+    timings = {
+        r.node.name: float(r.execution_time or 0.0)
+        for r in result.result.results
+        if r.node.resource_type == "model"
+    }
+    rows = {name: _parquet_rows(path) for name, path in wanted.items()}
+    run_results = settings.dbt_target_dir / "run_results.json"
+    kept = _keep_run_results(run_results, settings, as_of)
+    for name, count in rows.items():
+        metrics.gauge(f"features.rows.{name}", count, settings)
+    if "lead_features" in rows:
+        metrics.gauge("features.rows", rows["lead_features"], settings)
+    metrics.timing("features.build_seconds", seconds, settings)
+    for model, secs in timings.items():
+        metrics.timing(f"features.model_seconds.{metrics.metric_safe(model)}", secs, settings)
+    built = FeatureBuildResult(as_of, wanted, rows, seconds, timings, kept)
+    log.info(built.summary())
+    return built
+
+
+def _parquet_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def _keep_run_results(run_results: Path, settings: Settings, as_of: date) -> Path | None:
+    """dbt overwrites target/run_results.json each call; keep one per as_of for audit."""
+    if not run_results.exists():
+        return None
+    keep_dir = settings.home / "dbt" / "run_results"
+    keep_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    kept = keep_dir / f"as_of={as_of.isoformat()}-at={stamp}.json"
+    shutil.copyfile(run_results, kept)
+    return kept

@@ -1,0 +1,139 @@
+"""One settings object for the whole package, read from ``MLSYS_*`` environment variables.
+
+Defaults are the embedded (laptop) setup of DESIGN section 5: everything under ``$MLSYS_HOME``
+(default ``./var``): ``data/`` (raw landing, features, scored table), ``warehouse.duckdb``,
+``mlflow.db`` + ``mlartifacts/``, dbt's ``target/``.
+Paths are resolved against the current working directory at the time ``Settings.from_env``
+runs, so the same code works from a clone, from a test's temporary folder and in Docker.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things live and the knobs of the pipeline."""
+
+    home: Path
+    data_dir: Path
+    warehouse: Path
+    mlflow_tracking_uri: str
+    mlflow_artifact_root: Path
+    dbt_project_dir: Path
+    gx_context_dir: Path
+    model_name: str = "lead_scoring"
+    experiment_name: str = "lead_scoring"
+    horizon_days: int = 30
+    snapshot_weeks: int = 12
+    score_batch_size: int = 100_000
+    score_shards: int = 1
+    statsd_host: str = "127.0.0.1"
+    statsd_port: int = 8125
+    statsd_prefix: str = "mlsys"
+    promotion_margin: float = 0.005
+    max_calibration_error: float = 0.05
+    row_drop_max_share: float = 0.5
+    extra: dict[str, str] = field(default_factory=dict)
+
+    # Derived locations. Everything a reader needs is a Parquet path under data_dir.
+    @property
+    def dbt_target_dir(self) -> Path:
+        """dbt's target/ (manifest, run_results.json) kept per home, not in the repo."""
+        return self.home / "dbt" / "target"
+
+    @property
+    def dbt_log_dir(self) -> Path:
+        return self.home / "dbt" / "logs"
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.data_dir / "features"
+
+    @property
+    def scored_dir(self) -> Path:
+        return self.data_dir / "scored_leads"
+
+    @property
+    def staging_dir(self) -> Path:
+        """Scratch space on the same file system as the scored table (renames stay atomic)."""
+        return self.data_dir / ".staging"
+
+    @property
+    def bi_database(self) -> Path:
+        return self.data_dir / "scored_leads.duckdb"
+
+    def lead_features_path(self, as_of: date) -> Path:
+        return self.features_dir / "lead_features" / f"{as_of.isoformat()}.parquet"
+
+    def training_snapshots_path(self, as_of: date) -> Path:
+        return self.features_dir / "training_snapshots" / f"{as_of.isoformat()}.parquet"
+
+    def partition_dir(self, score_date: date) -> Path:
+        return self.scored_dir / f"score_date={score_date.isoformat()}"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        var_dir = Path(_env("MLSYS_HOME", "var")).resolve()
+        data_dir = Path(_env("MLSYS_DATA_DIR", str(var_dir / "data"))).resolve()
+        warehouse = Path(_env("MLSYS_WAREHOUSE", str(var_dir / "warehouse.duckdb"))).resolve()
+        artifact_root = Path(_env("MLSYS_MLFLOW_ARTIFACTS", str(var_dir / "mlartifacts"))).resolve()
+        tracking_uri = _env("MLFLOW_TRACKING_URI", f"sqlite:///{var_dir / 'mlflow.db'}")
+        return cls(
+            home=var_dir,
+            data_dir=data_dir,
+            warehouse=warehouse,
+            mlflow_tracking_uri=tracking_uri,
+            mlflow_artifact_root=artifact_root,
+            dbt_project_dir=Path(_env("MLSYS_DBT_PROJECT_DIR", str(REPO_ROOT / "sql"))).resolve(),
+            gx_context_dir=Path(
+                _env("MLSYS_GX_CONTEXT_DIR", str(REPO_ROOT / "great_expectations"))
+            ).resolve(),
+            model_name=_env("MLSYS_MODEL_NAME", "lead_scoring"),
+            experiment_name=_env("MLSYS_EXPERIMENT", "lead_scoring"),
+            horizon_days=_env_int("MLSYS_HORIZON_DAYS", 30),
+            snapshot_weeks=_env_int("MLSYS_SNAPSHOT_WEEKS", 12),
+            score_batch_size=_env_int("MLSYS_SCORE_BATCH_SIZE", 100_000),
+            score_shards=_env_int("MLSYS_SCORE_SHARDS", 1),
+            statsd_host=_env("MLSYS_STATSD_HOST", "127.0.0.1"),
+            statsd_port=_env_int("MLSYS_STATSD_PORT", 8125),
+            statsd_prefix=_env("MLSYS_STATSD_PREFIX", "mlsys"),
+            promotion_margin=_env_float("MLSYS_PROMOTION_MARGIN", 0.005),
+            max_calibration_error=_env_float("MLSYS_MAX_ECE", 0.05),
+            row_drop_max_share=_env_float("MLSYS_ROW_DROP_MAX_SHARE", 0.5),
+        )

@@ -1,0 +1,16 @@
+{#- The feature cut-off as a SQL date literal. Validated here so a malformed `as_of` is a
+    clear compile error instead of a SQL syntax error (or worse) deep in a model. -#}
+{% macro as_of_date() -%}
+    {%- set raw = var('as_of') | string -%}
+    {%- if not modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}', raw) -%}
+        {{ exceptions.raise_compiler_error("var('as_of') must be a date YYYY-MM-DD, got '" ~ raw ~ "'") }}
+    {%- endif -%}
+    date '{{ raw }}'
+{%- endmacro %}
+
+{#- Where a mart is exported: one Parquet file per as_of under $MLSYS_DATA_DIR/features/<mart>/.
+    Deliberately not a Hive `as_of=<date>/` folder: DuckDB's hive-partition detection would
+    overwrite the `as_of` column of every row (training snapshots have many) with the folder's. -#}
+{% macro feature_location(mart) -%}
+    {{ env_var('MLSYS_DATA_DIR', '../var/data') }}/features/{{ mart }}/{{ var('as_of') }}.parquet
+{%- endmacro %}

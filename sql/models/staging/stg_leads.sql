@@ -1,0 +1,22 @@
+-- Typed, trimmed and de-duplicated leads: one row per lead_id (the earliest record wins).
+with
+
+source as (
+    select * from {{ source('raw', 'leads') }}
+),
+
+renamed as (
+    select
+        cast(lead_id as bigint) as lead_id,
+        cast(created_at as timestamp) as created_at,
+        lower(trim(cast(source as varchar))) as source,
+        nullif(trim(cast(industry as varchar)), '') as industry,
+        upper(nullif(trim(cast(country as varchar)), '')) as country,
+        cast(company_size as bigint) as company_size,
+        lower(nullif(trim(cast(job_level as varchar)), '')) as job_level
+    from source
+    where lead_id is not null
+)
+
+select * from renamed
+qualify row_number() over (partition by lead_id order by created_at) = 1

@@ -1,0 +1,72 @@
+"""Shared test state: one MLSYS_HOME, one Airflow metadata DB and one generated CRM for the
+whole session (Airflow start-up and data generation are the slow parts).
+
+Airflow reads its configuration when first imported, so the environment is set here, at
+import time of conftest, before any test module can import airflow.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+SESSION_HOME = Path(tempfile.mkdtemp(prefix="mlsys-test-"))
+for _name in ("MLSYS_DATA_DIR", "MLSYS_WAREHOUSE", "MLSYS_MLFLOW_ARTIFACTS", "MLFLOW_TRACKING_URI"):
+    os.environ.pop(_name, None)
+os.environ["MLSYS_HOME"] = str(SESSION_HOME)
+# Nobody listens on this port: metrics must be harmless (they are fire-and-forget UDP).
+os.environ.setdefault("MLSYS_STATSD_PORT", "18125")
+os.environ["MLSYS_SNAPSHOT_WEEKS"] = "8"
+
+from mlsys.airflow_env import airflow_environ  # noqa: E402
+from mlsys.settings import Settings  # noqa: E402
+
+os.environ.update(airflow_environ(Settings.from_env()))
+
+AS_OF = date(2026, 6, 1)
+TEST_LEADS = 3000
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def crm(settings: Settings) -> Path:
+    """A small synthetic CRM in the raw landing contract, generated once."""
+    from mlsys.generate import generate
+
+    if not (settings.raw_dir / "leads").exists():
+        generate(settings.data_dir, n_leads=TEST_LEADS, seed=7, end_date=AS_OF)
+    return settings.data_dir
+
+
+@pytest.fixture(scope="session")
+def airflow_db(settings: Settings) -> dict[str, str]:
+    """The session's Airflow metadata DB, migrated, with the warehouse pool."""
+    from mlsys.airflow_env import init_airflow
+
+    return init_airflow(settings)
+
+
+@pytest.fixture
+def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crm: Path) -> Iterator[Settings]:
+    """A home of its own with a copy of the session's raw data, for tests that break things."""
+    home = tmp_path / "home"
+    shutil.copytree(crm / "raw", home / "data" / "raw")
+    monkeypatch.setenv("MLSYS_HOME", str(home))
+    for name in ("MLSYS_DATA_DIR", "MLSYS_WAREHOUSE", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    yield Settings.from_env()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("MLSYS_KEEP_TEST_HOME") != "1":
+        shutil.rmtree(SESSION_HOME, ignore_errors=True)

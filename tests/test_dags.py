@@ -1,0 +1,67 @@
+"""Every DAG imports, carries its metadata, and parses fast (parse time is scheduler time)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from mlsys.settings import REPO_ROOT
+
+DAG_FILES = sorted((REPO_ROOT / "dags").glob("*.py"))
+EXPECTED = {"score_leads", "retrain", "score_on_demand"}
+
+
+@pytest.fixture(scope="module")
+def dagbag(airflow_db: dict[str, str]):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO_ROOT / "dags"))
+
+
+def test_every_dag_file_imports(dagbag) -> None:
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == EXPECTED
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED))
+def test_dag_metadata(dagbag, dag_id: str) -> None:
+    dag = dagbag.dags[dag_id]
+    assert dag.tags, f"{dag_id} has no tags"
+    assert dag.doc_md and len(dag.doc_md.strip()) > 40, f"{dag_id} has no doc_md"
+    assert dag.start_date is not None and dag.start_date.tzinfo is not None
+    for task in dag.tasks:
+        assert task.owner and task.owner != "airflow", f"{dag_id}.{task.task_id} has no owner"
+        assert task.retries >= 1, f"{dag_id}.{task.task_id} has retries={task.retries}"
+
+
+def test_schedules(dagbag) -> None:
+    assert dagbag.dags["retrain"].schedule == "0 0 * * 0"
+    assert dagbag.dags["score_leads"].schedule == "0 2 * * *"
+    assert dagbag.dags["score_on_demand"].schedule is None
+    assert dagbag.dags["score_leads"].max_active_runs == 1
+
+
+def test_retrain_params_are_typed(dagbag) -> None:
+    params = dagbag.dags["retrain"].params
+    for name in ("force", "tune", "use_smote", "estimator"):
+        assert name in params, name
+    assert params.get_param("force").schema["type"] == "boolean"
+    assert params.get_param("estimator").schema["enum"] == ["logreg", "hgb"]
+
+
+def test_warehouse_writers_share_one_pool(dagbag) -> None:
+    assert dagbag.dags["score_leads"].get_task("build_features").pool == "warehouse"
+    assert dagbag.dags["retrain"].get_task("build_training_snapshots").pool == "warehouse"
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: Path(p).name)
+def test_dag_file_parses_under_two_seconds(dagbag, path: Path) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    start = time.perf_counter()
+    bag = DagBag(dag_folder=str(path))
+    elapsed = time.perf_counter() - start
+    assert bag.import_errors == {}
+    assert elapsed < 2.0, f"{path.name} took {elapsed:.2f}s to parse"

@@ -1,0 +1,138 @@
+"""The whole flow through Airflow itself (`dag.test()`), on a small generated CRM:
+retrain -> score_leads -> the published partition, then the gate stopping a bad run."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from mlsys import registry
+from mlsys.demo import run_dag
+from mlsys.settings import Settings
+
+pytestmark = pytest.mark.slow
+AS_OF = date(2026, 6, 1)
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def published(crm: Path, airflow_db: dict, settings: Settings) -> Path:
+    run_dag("retrain", AS_OF, {"force": True})
+    run_dag("score_leads", AS_OF)
+    return settings.partition_dir(AS_OF)
+
+
+def test_champion_registered(published: Path, settings: Settings) -> None:
+    champion = registry.alias_version(settings, registry.CHAMPION)
+    challenger = registry.alias_version(settings, registry.CHALLENGER)
+    assert champion is not None and challenger is not None
+    assert champion.version == challenger.version
+    run = registry.client(settings).get_run(champion.run_id)
+    assert run.data.metrics["roc_auc"] > 0.7
+    assert run.data.params["smote_applied"] == "True"
+    assert "n_activities_7d" in run.data.params["features_numeric"]
+
+
+def test_partition_holds_every_lead_once(published: Path, settings: Settings) -> None:
+    files = list(published.glob("*.parquet"))
+    assert files, f"no parquet in {published}"
+    table = pq.read_table(published)
+    known = duckdb.sql(
+        f"select count(*) from read_parquet('{settings.raw_dir}/leads/*.parquet') "
+        f"where created_at < date '{AS_OF}'"
+    ).fetchall()[0][0]
+    ids = table.column("lead_id").to_pylist()
+    assert len(ids) == len(set(ids)) == known
+    scores = table.column("score").to_numpy()
+    assert ((scores >= 0) & (scores <= 1)).all()
+    champion = registry.alias_version(settings, registry.CHAMPION)
+    assert set(table.column("model_version").to_pylist()) == {str(champion.version)}
+    assert set(table.column("model_name").to_pylist()) == {settings.model_name}
+    assert set(table.column("as_of").to_pylist()) == {AS_OF}
+    assert set(table.column("score_band").to_pylist()) <= {"A", "B", "C", "D"}
+    run_ids = set(table.column("run_id").to_pylist())
+    assert len(run_ids) == 1 and next(iter(run_ids)).startswith("manual__")
+
+
+def test_partition_matches_the_contract(published: Path) -> None:
+    schema = pq.read_schema(next(published.glob("*.parquet")))
+    assert schema.names == [
+        "lead_id",
+        "score",
+        "score_band",
+        "score_percentile",
+        "top_reasons",
+        "model_name",
+        "model_version",
+        "as_of",
+        "scored_at",
+        "run_id",
+    ]
+    assert str(schema.field("top_reasons").type) == (
+        "list<element: struct<feature: string, contribution: double>>"
+    )
+    assert schema.field("score").metadata[b"description"].startswith(b"Calibrated probability")
+
+
+def test_bi_views(published: Path, settings: Settings) -> None:
+    con = duckdb.connect(str(settings.bi_database), read_only=True)
+    (latest_date,) = con.execute("select max(score_date) from scored_leads_latest").fetchone()
+    assert latest_date == AS_OF
+    top = con.execute("select top_reasons from scored_leads_latest order by score desc limit 5").fetchall()
+    assert all(reasons for (reasons,) in top), "the best leads should have reasons"
+    (hi,) = con.execute("select max(score_percentile) from scored_leads_latest").fetchone()
+    assert hi == pytest.approx(100.0)
+
+
+def test_rerun_replaces_the_partition(published: Path) -> None:
+    before = pq.read_table(published).sort_by("lead_id")
+    run_dag("score_leads", AS_OF)
+    after = pq.read_table(published).sort_by("lead_id")
+    assert len(list(published.iterdir())) == 1
+    assert after.column("lead_id").equals(before.column("lead_id"))
+    assert after.column("score").equals(before.column("score"))
+    assert after.column("run_id")[0].as_py() != before.column("run_id")[0].as_py()
+
+
+def test_gate_stops_bad_data_and_keeps_the_partition(published: Path, settings: Settings) -> None:
+    before = _digest(published)
+    bad = settings.raw_dir / "leads" / "zz_bad.parquet"
+    duckdb.sql(
+        f"""
+        copy (
+            select 10000000 + lead_id as lead_id, created_at, 'carrier_pigeon' as source, industry,
+                   country, company_size, job_level
+            from read_parquet('{settings.raw_dir}/leads/leads.parquet') limit 50
+        ) to '{bad}' (format parquet)
+        """
+    )
+    try:
+        with pytest.raises(RuntimeError, match="failed"):
+            run_dag("score_leads", AS_OF)
+    finally:
+        bad.unlink()
+    assert _digest(published) == before
+
+
+def test_on_demand_dag_scores_known_leads(published: Path, settings: Settings) -> None:
+    from mlsys import on_demand
+
+    lead_ids = pq.read_table(published, columns=["lead_id"]).column("lead_id").to_pylist()[:3]
+    run = run_dag("score_on_demand", AS_OF, {"leads": [{"lead_id": i} for i in lead_ids]})
+    assert str(run.state).endswith("success")
+    direct = on_demand.score_leads({"leads": [{"lead_id": i} for i in lead_ids]}, settings)
+    nightly = {
+        r["lead_id"]: r["score"] for r in pq.read_table(published).to_pylist() if r["lead_id"] in lead_ids
+    }
+    for item in direct:
+        assert item["score"] == pytest.approx(nightly[item["lead_id"]])
+    with pytest.raises(RuntimeError):
+        run_dag("score_on_demand", AS_OF, {"leads": [{"lead_id": "1; drop table x"}]})

@@ -1,0 +1,190 @@
+"""Training rules without Airflow or MLflow: SMOTE, calibration, promotion, drift, reasons."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlsys.drift import psi_categorical, psi_numeric
+from mlsys.evaluate import classification_metrics, expected_calibration_error, score_band_cutoffs
+from mlsys.model import (
+    ModelConfig,
+    ReasonSpec,
+    TrainingDataError,
+    build_pipeline,
+    calibrate,
+    linear_contributions,
+    plan_smote,
+    prepare_frame,
+    reason_spec,
+    top_reasons,
+)
+from mlsys.train import decide_promotion
+
+NUMERIC = ["x1", "x2"]
+CATEGORICAL = ["c"]
+
+
+def frame(n: int, positive_rate: float, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < positive_rate).astype(int)
+    df = pd.DataFrame(
+        {
+            "x1": rng.normal(size=n) + 1.5 * y,
+            "x2": rng.poisson(3, size=n).astype(float),
+            "c": rng.choice(["a", "b", None], size=n),
+        }
+    )
+    return df, y
+
+
+def test_smote_off_when_ratio_at_most_two() -> None:
+    y = np.array([1] * 40 + [0] * 80)  # ratio exactly 2
+    plan = plan_smote(y, use_smote=True)
+    assert not plan.apply
+    assert plan.imbalance_ratio == 2.0
+
+
+def test_smote_on_above_two_and_switchable() -> None:
+    y = np.array([1] * 10 + [0] * 90)
+    assert plan_smote(y, use_smote=True).apply
+    assert not plan_smote(y, use_smote=False).apply
+
+
+def test_tiny_minority_adjusts_k_neighbors() -> None:
+    y = np.array([1] * 3 + [0] * 100)
+    plan = plan_smote(y, use_smote=True)
+    assert plan.apply and plan.k_neighbors == 2
+
+
+def test_one_positive_is_a_clear_error() -> None:
+    with pytest.raises(TrainingDataError, match="too few"):
+        plan_smote(np.array([1] + [0] * 50), use_smote=True)
+
+
+def test_smote_resamples_in_fit_only() -> None:
+    x, y = frame(600, 0.08)
+    x = prepare_frame(x, NUMERIC, CATEGORICAL)
+    plan = plan_smote(y, use_smote=True)
+    pipeline = build_pipeline(NUMERIC, CATEGORICAL, ModelConfig(), plan)
+    seen: list[int] = []
+    model = pipeline.named_steps["model"]
+    original_fit = model.fit
+
+    def recording_fit(xs, ys, *args, **kwargs):
+        seen.append(len(ys))
+        return original_fit(xs, ys, *args, **kwargs)
+
+    model.fit = recording_fit
+    pipeline.fit(x, y)
+    assert seen and seen[0] > len(y), "SMOTE did not add synthetic rows during fit"
+    proba = pipeline.predict_proba(x)
+    assert proba.shape == (len(x), 2), "predict must see exactly the rows it was given"
+
+
+def test_calibration_fixes_smote_distortion() -> None:
+    x, y = frame(4000, 0.06, seed=1)
+    xc, yc = frame(4000, 0.06, seed=2)
+    xh, yh = frame(4000, 0.06, seed=3)
+    prep = lambda d: prepare_frame(d, NUMERIC, CATEGORICAL)  # noqa: E731
+    pipeline = build_pipeline(NUMERIC, CATEGORICAL, ModelConfig(), plan_smote(y, True))
+    pipeline.fit(prep(x), y)
+    raw = pipeline.predict_proba(prep(xh))[:, 1]
+    calibrated = calibrate(pipeline, prep(xc), yc, "isotonic").predict_proba(prep(xh))[:, 1]
+    assert expected_calibration_error(yh, calibrated) < expected_calibration_error(yh, raw) / 3
+
+
+@pytest.mark.parametrize(
+    ("challenger", "champion", "promote"),
+    [
+        ({"roc_auc": 0.80, "ece": 0.01}, {"roc_auc": 0.78}, True),  # better
+        ({"roc_auc": 0.76, "ece": 0.01}, {"roc_auc": 0.78}, False),  # worse
+        ({"roc_auc": 0.782, "ece": 0.01}, {"roc_auc": 0.78}, False),  # within margin
+        ({"roc_auc": 0.90, "ece": 0.20}, {"roc_auc": 0.78}, False),  # badly calibrated
+        ({"roc_auc": 0.70, "ece": 0.01}, None, True),  # first model
+        ({"roc_auc": 0.70, "ece": 0.20}, None, False),  # first model, uncalibrated
+    ],
+)
+def test_promotion_rules(challenger: dict, champion: dict | None, promote: bool) -> None:
+    decision = decide_promotion(challenger, champion, margin=0.005, max_ece=0.05)
+    assert decision.promote is promote
+    assert decision.reasons and all(isinstance(r, str) for r in decision.reasons)
+
+
+def test_psi_identical_is_zero_and_shift_is_flagged() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=20_000)
+    assert psi_numeric(ref, ref.copy()) == pytest.approx(0.0, abs=1e-9)
+    assert psi_numeric(ref, rng.normal(size=20_000)) < 0.02
+    assert psi_numeric(ref, rng.normal(loc=1.0, size=20_000)) > 0.2
+    cats = pd.Series(rng.choice(["a", "b", "c"], size=5000, p=[0.6, 0.3, 0.1]))
+    assert psi_categorical(cats, cats.copy()) == pytest.approx(0.0, abs=1e-9)
+    shifted = pd.Series(rng.choice(["a", "b", "c"], size=5000, p=[0.1, 0.3, 0.6]))
+    assert psi_categorical(cats, shifted) > 0.2
+
+
+def test_psi_counts_missing_values_as_their_own_bin() -> None:
+    ref = np.arange(1000, dtype=float)
+    cur = ref.copy()
+    cur[:500] = np.nan
+    assert psi_numeric(ref, cur) > 0.2
+
+
+def test_metrics_on_a_known_case() -> None:
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, 0.4, 0.35, 0.8])
+    m = classification_metrics(y, p)
+    assert m["roc_auc"] == pytest.approx(0.75)
+    assert m["precision_at_10pct"] == 1.0  # the top lead converted
+    assert expected_calibration_error(np.array([0, 1]), np.array([0.0, 1.0])) == 0.0
+
+
+def test_band_cutoffs_are_ordered() -> None:
+    cut = score_band_cutoffs(np.linspace(0, 1, 101))
+    assert cut["A"] > cut["B"] > cut["C"]
+
+
+def test_linear_reasons_are_exact_logit_decomposition() -> None:
+    x, y = frame(3000, 0.1, seed=4)
+    xp = prepare_frame(x, NUMERIC, CATEGORICAL)
+    pipeline = build_pipeline(NUMERIC, CATEGORICAL, ModelConfig(use_smote=False), plan_smote(y, False))
+    pipeline.fit(xp, y)
+    spec = reason_spec(pipeline, xp, NUMERIC + CATEGORICAL)
+    contributions, names = linear_contributions(pipeline, xp.head(50), spec)
+    assert sorted(names) == sorted(NUMERIC + CATEGORICAL)
+    logit = pipeline.decision_function(xp.head(50))
+    estimator = pipeline.named_steps["model"]
+    baseline = float(estimator.intercept_[0] + np.dot(estimator.coef_.ravel(), spec.reference))
+    # contributions + the logit of the average lead == the model's logit, row by row
+    np.testing.assert_allclose(contributions.sum(axis=1) + baseline, logit, rtol=1e-6, atol=1e-6)
+    reasons = top_reasons(contributions, names)
+    for row, rs in enumerate(reasons):
+        assert len(rs) <= 3
+        assert all(r["contribution"] > 0 for r in rs)
+        values = [r["contribution"] for r in rs]
+        assert values == sorted(values, reverse=True)
+        if rs:
+            assert rs[0]["contribution"] == pytest.approx(contributions[row].max())
+
+
+def test_non_linear_model_has_no_linear_reasons() -> None:
+    x, y = frame(500, 0.2)
+    xp = prepare_frame(x, NUMERIC, CATEGORICAL)
+    pipeline = build_pipeline(
+        NUMERIC, CATEGORICAL, ModelConfig(estimator="hgb", hgb_max_iter=10), plan_smote(y, False)
+    )
+    pipeline.fit(xp, y)
+    contributions, names = linear_contributions(pipeline, xp, ReasonSpec([], []))
+    assert names == [] and contributions.shape == (len(xp), 0)
+    assert top_reasons(contributions, names) == [[] for _ in range(len(xp))]
+
+
+def test_prepare_frame_names_missing_columns() -> None:
+    with pytest.raises(KeyError, match="x2"):
+        prepare_frame(pd.DataFrame({"x1": [1.0], "c": ["a"]}), NUMERIC, CATEGORICAL)
+
+
+def test_model_config_rejects_unknown_estimator() -> None:
+    with pytest.raises(ValueError, match="estimator"):
+        ModelConfig(estimator="svm")

@@ -1,0 +1,446 @@
+"""The Great Expectations gate (mlsys.validation) on small Parquet files built with DuckDB."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from mlsys import validation
+from mlsys.settings import REPO_ROOT, Settings
+from mlsys.validation import (
+    ERROR,
+    LEAD_FEATURES,
+    RAW_LEADS,
+    WARNING,
+    DataValidationError,
+    ValidationReport,
+)
+
+AS_OF = date(2026, 6, 1)
+RUN_TIME = datetime(2026, 6, 1, 3, 0, 0)
+ROWS = 400
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Everything (Parquet, GX results, Data Docs, row-count state) under tmp_path."""
+    monkeypatch.setenv("MLSYS_HOME", str(tmp_path / "var"))
+    monkeypatch.setenv("MLSYS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MLSYS_STATSD_PORT", "9")  # discard
+    monkeypatch.delenv("MLSYS_GX_CONTEXT_DIR", raising=False)
+    return Settings.from_env()
+
+
+def copy_to_parquet(select_sql: str, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    try:
+        con.execute(f"COPY ({select_sql}) TO '{path}' (FORMAT parquet)")
+    finally:
+        con.close()
+    return path
+
+
+def features_sql(rows: int = ROWS, *, label: bool = False, replace: str = "", where: str = "") -> str:
+    base = validation.synthetic_features_sql(rows, AS_OF, label=label)
+    select = f"SELECT * REPLACE ({replace})" if replace else "SELECT *"
+    return f"{select} FROM ({base}) AS f {where}"
+
+
+def raw_leads_sql(rows: int = ROWS, replace: str = "") -> str:
+    base = f"""
+        SELECT
+            i::BIGINT AS lead_id,
+            TIMESTAMP '2025-01-01 00:00:00' + to_minutes(i::BIGINT) AS created_at,
+            ['web', 'referral', 'event', 'paid_search', 'social', 'outbound'][1 + i % 6] AS source,
+            CASE WHEN i % 10 = 0 THEN NULL ELSE 'software' END AS industry,
+            CASE WHEN i % 10 = 1 THEN NULL ELSE ['US', 'DE', 'GB'][1 + i % 3] END AS country,
+            CASE WHEN i % 10 = 2 THEN NULL ELSE (1 + i % 900)::BIGINT END AS company_size,
+            CASE WHEN i % 10 = 3 THEN NULL ELSE ['vp', 'manager'][1 + i % 2] END AS job_level,
+            'extra columns are allowed' AS crm_note
+        FROM range({rows}) AS t(i)
+    """
+    select = f"SELECT * REPLACE ({replace})" if replace else "SELECT *"
+    return f"{select} FROM ({base}) AS r"
+
+
+def write_features(settings: Settings, sql: str) -> Path:
+    return copy_to_parquet(sql, settings.lead_features_path(AS_OF))
+
+
+def write_raw_leads(settings: Settings, sql: str, name: str = "part-0.parquet") -> Path:
+    return copy_to_parquet(sql, settings.raw_dir / "leads" / name)
+
+
+def failure_names(report: ValidationReport) -> dict[str, set[str | None]]:
+    out: dict[str, set[str | None]] = {}
+    for f in report.failures:
+        out.setdefault(f.expectation, set()).add(f.column)
+    return out
+
+
+# ----------------------------------------------------------------------------- module basics
+
+
+def test_import_is_cheap_and_does_not_load_gx() -> None:
+    code = (
+        "import sys, mlsys.validation; "
+        "heavy = ('great_expectations', 'duckdb', 'sqlalchemy', 'pandas'); "
+        "bad = [m for m in heavy if m in sys.modules]; "
+        "sys.exit(1 if bad else 0)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
+
+
+def test_committed_context_matches_python_definitions() -> None:
+    root = REPO_ROOT / "great_expectations"
+    stale = [
+        rel
+        for rel, text in validation.render_context_files().items()
+        if not (root / rel).is_file() or (root / rel).read_text() != text
+    ]
+    assert not stale, f"run `python -m mlsys.validation write-context`; stale: {stale}"
+    suites = {p.stem for p in (root / "expectations").glob("*.json")}
+    assert suites == set(validation.SUITES)
+    assert "uncommitted/" in (root / ".gitignore").read_text()
+
+
+def test_every_expectation_declares_its_severity() -> None:
+    for suite, expectations in validation.suite_definitions().items():
+        severities = {e["meta"]["severity"] for e in expectations}
+        assert severities == {ERROR, WARNING}, suite
+        for e in expectations:
+            if e["meta"]["severity"] == WARNING:
+                assert e["meta"].get("check") in {"null_rate", "distribution"}, e
+
+
+# ----------------------------------------------------------------------------- good data
+
+
+def repo_context_files() -> dict[str, float]:
+    root = REPO_ROOT / "great_expectations"
+    return {str(p.relative_to(root)): p.stat().st_mtime for p in root.rglob("*") if p.is_file()}
+
+
+def test_good_lead_features_pass_with_an_observed_value_for_every_expectation(
+    settings: Settings,
+) -> None:
+    write_features(settings, features_sql())
+    before = repo_context_files()
+    report = validation.validate_lead_features(AS_OF, settings)
+
+    assert report.success, report.summary()
+    assert report.failures == [] and report.warnings == []
+    assert report.row_count == ROWS
+    n_expectations = len(validation.suite_definitions()[LEAD_FEATURES])
+    assert report.evaluated == n_expectations == len(report.checks)
+    for check in report.checks:
+        assert check["success"], check
+        assert check["observed"] is not None, check
+    # Runtime state goes under the data dir, not into the repo.
+    assert report.data_docs is not None
+    assert Path(report.data_docs).is_file()
+    assert Path(report.data_docs).is_relative_to(settings.data_dir / "gx")
+    assert (settings.data_dir / "gx" / "state" / "row_counts.json").is_file()
+    assert repo_context_files() == before  # GX wrote nothing into the committed context
+    assert "PASSED" in report.summary()
+    validation.gate(report)  # does not raise
+
+
+def test_good_training_snapshots_and_raw_leads_pass(settings: Settings) -> None:
+    two_dates = f"""
+        {features_sql(label=True)}
+        UNION ALL
+        {features_sql(label=True, replace="DATE '2026-05-25' AS as_of")}
+    """
+    copy_to_parquet(two_dates, settings.training_snapshots_path(AS_OF))
+    report = validation.validate_training_snapshots(AS_OF, settings)
+    assert report.success, report.summary()
+    assert report.row_count == 2 * ROWS
+
+    write_raw_leads(settings, raw_leads_sql(200), "part-0.parquet")
+    write_raw_leads(settings, raw_leads_sql(200, replace="lead_id + 200 AS lead_id"), "part-1.parquet")
+    raw = validation.validate_raw_leads(settings)
+    assert raw.success, raw.summary()
+    assert raw.row_count == 400
+
+
+# ----------------------------------------------------------------------------- bad data
+
+
+@pytest.mark.parametrize(
+    ("case", "replace", "expectation", "column", "sample"),
+    [
+        (
+            "null lead_id",
+            "CASE WHEN lead_id = 7 THEN NULL ELSE lead_id END AS lead_id",
+            "expect_column_values_to_not_be_null",
+            "lead_id",
+            None,
+        ),
+        (
+            "duplicate lead_id",
+            "CASE WHEN lead_id = 7 THEN 8 ELSE lead_id END AS lead_id",
+            "expect_column_values_to_be_unique",
+            "lead_id",
+            8,
+        ),
+        (
+            "unknown source",
+            "CASE WHEN lead_id % 50 = 3 THEN 'carrier_pigeon' ELSE source END AS source",
+            "expect_column_values_to_be_in_set",
+            "source",
+            "carrier_pigeon",
+        ),
+        (
+            "negative company_size",
+            "CASE WHEN lead_id = 12 THEN -5 ELSE company_size END AS company_size",
+            "expect_column_values_to_be_between",
+            "company_size",
+            -5,
+        ),
+        (
+            "lower-case country",
+            "CASE WHEN lead_id = 12 THEN 'de' ELSE country END AS country",
+            "unexpected_rows_expectation:country_iso_alpha2",
+            "country",
+            None,
+        ),
+        (
+            "negative count",
+            "CASE WHEN lead_id = 3 THEN -1 ELSE n_page_view_7d END AS n_page_view_7d",
+            "expect_column_values_to_be_between",
+            "n_page_view_7d",
+            -1,
+        ),
+    ],
+)
+def test_bad_lead_features_fail_naming_the_expectation(
+    settings: Settings, case: str, replace: str, expectation: str, column: str, sample: object
+) -> None:
+    write_features(settings, features_sql(replace=replace))
+    report = validation.validate_lead_features(AS_OF, settings)
+
+    assert not report.success, case
+    failed = failure_names(report)
+    assert column in failed.get(expectation, set()), (case, report.summary())
+    if sample is not None:
+        failure = next(f for f in report.failures if f.expectation == expectation and f.column == column)
+        assert sample in failure.unexpected_sample
+    assert expectation in report.summary() and column in report.summary()
+
+
+def test_created_at_in_the_future_fails_raw_leads(settings: Settings) -> None:
+    write_raw_leads(
+        settings,
+        raw_leads_sql(
+            replace="CASE WHEN lead_id = 5 THEN TIMESTAMP '2031-01-01' ELSE created_at END AS created_at"
+        ),
+    )
+    report = validation.validate_parquet(RAW_LEADS, settings.raw_dir / "leads", settings, run_time=RUN_TIME)
+    assert not report.success
+    failure = next(f for f in report.failures if f.column == "created_at")
+    assert failure.expectation == "expect_column_values_to_be_between:not_in_future"
+    assert failure.unexpected_sample == [datetime(2031, 1, 1)]
+    # Rows after the features' as_of (but before the run time) are fine.
+    write_raw_leads(
+        settings,
+        raw_leads_sql(
+            replace="CASE WHEN lead_id = 5 THEN TIMESTAMP '2026-06-01 02:00' "
+            "ELSE created_at END AS created_at"
+        ),
+    )
+    ok = validation.validate_parquet(RAW_LEADS, settings.raw_dir / "leads", settings, run_time=RUN_TIME)
+    assert ok.success, ok.summary()
+
+
+def test_training_snapshots_unique_on_lead_and_date_and_binary_label(settings: Settings) -> None:
+    dup = f"{features_sql(label=True)} UNION ALL {features_sql(10, label=True)}"
+    copy_to_parquet(dup, settings.training_snapshots_path(AS_OF))
+    report = validation.validate_training_snapshots(AS_OF, settings)
+    assert "lead_id, as_of" in failure_names(report)["expect_compound_columns_to_be_unique"]
+
+    copy_to_parquet(
+        features_sql(label=True, replace="CASE WHEN lead_id = 1 THEN 2 ELSE label END AS label"),
+        settings.training_snapshots_path(AS_OF),
+    )
+    report = validation.validate_training_snapshots(AS_OF, settings)
+    assert "label" in failure_names(report)["expect_column_values_to_be_in_set"]
+
+
+def test_missing_column_is_a_one_line_reason(settings: Settings) -> None:
+    write_features(settings, f"SELECT * EXCLUDE (lead_age_days) FROM ({features_sql()})")
+    report = validation.validate_lead_features(AS_OF, settings)
+    assert not report.success
+    [failure] = report.failures
+    assert failure.column == "lead_age_days"
+    assert failure.expectation == "expect_table_columns_to_match_set:required_columns"
+    assert "missing column(s) lead_age_days" in str(failure.observed)
+
+
+def test_wrong_column_type_fails(settings: Settings) -> None:
+    write_features(settings, features_sql(replace="company_size::VARCHAR AS company_size"))
+    report = validation.validate_lead_features(AS_OF, settings)
+    [failure] = report.failures
+    assert failure.expectation == "unexpected_rows_expectation:column_types"
+    assert failure.column == "company_size"
+    assert "VARCHAR" in str(failure.observed)
+
+
+def test_empty_table_fails(settings: Settings) -> None:
+    write_features(settings, features_sql(where="WHERE false"))
+    report = validation.validate_lead_features(AS_OF, settings)
+    assert not report.success
+    assert report.row_count == 0
+    assert "expect_table_row_count_to_be_between:non_empty" in failure_names(report)
+
+
+def test_corrupt_file_in_the_folder_names_the_file(settings: Settings) -> None:
+    write_raw_leads(settings, raw_leads_sql())
+    corrupt = settings.raw_dir / "leads" / "part-9.parquet"
+    corrupt.write_text("lead_id,created_at\n1,2026-01-01\n")
+    report = validation.validate_raw_leads(settings)
+    assert not report.success
+    [failure] = report.failures
+    assert failure.expectation == "input_files_are_parquet"
+    assert str(corrupt) in str(failure.observed)
+    assert len(report.summary().splitlines()) <= 4  # a clear reason, not a stack trace
+
+
+def test_no_input_file_fails(settings: Settings) -> None:
+    report = validation.validate_lead_features(AS_OF, settings)
+    assert not report.success
+    [failure] = report.failures
+    assert failure.expectation == "input_files_exist"
+    assert str(settings.lead_features_path(AS_OF)) in str(failure.observed)
+    with pytest.raises(DataValidationError, match="no Parquet file matches"):
+        validation.gate(report)
+
+
+def test_row_count_drop_against_the_previous_successful_run(settings: Settings) -> None:
+    write_features(settings, features_sql(1000))
+    assert validation.validate_lead_features(AS_OF, settings).success
+
+    write_features(settings, features_sql(400))  # 60% fewer rows; the limit is 50%
+    report = validation.validate_lead_features(AS_OF, settings)
+    assert not report.success
+    [failure] = report.failures
+    assert failure.expectation == "expect_table_row_count_to_be_between:row_drop_vs_previous_run"
+    assert failure.observed == 400
+    assert "previous successful run: 1,000 rows" in report.summary()
+
+    # Still compared with 1000: a failed run is not a baseline.
+    write_features(settings, features_sql(600))
+    assert validation.validate_lead_features(AS_OF, settings).success
+
+
+# ----------------------------------------------------------------------------- severities and gate
+
+
+def test_warning_only_expectation_does_not_fail_the_gate(settings: Settings) -> None:
+    write_features(
+        settings,
+        features_sql(replace="CASE WHEN lead_id % 10 < 8 THEN NULL ELSE industry END AS industry"),
+    )
+    report = validation.validate_lead_features(AS_OF, settings)
+    assert report.success, report.summary()
+    assert report.failures == []
+    [warning] = report.warnings
+    assert (warning.expectation, warning.column, warning.severity) == (
+        "expect_column_values_to_not_be_null:null_rate",
+        "industry",
+        WARNING,
+    )
+    validation.gate(report)  # logs, does not raise
+
+
+def test_gate_raises_with_expectation_and_column_in_the_message(settings: Settings) -> None:
+    write_features(
+        settings, features_sql(replace="CASE WHEN lead_id = 9 THEN 'fax' ELSE source END AS source")
+    )
+    report = validation.validate_lead_features(AS_OF, settings)
+    with pytest.raises(DataValidationError) as excinfo:
+        validation.gate(report)
+    message = str(excinfo.value)
+    assert excinfo.value.report is report
+    assert "expect_column_values_to_be_in_set" in message
+    assert "source" in message and "'fax'" in message
+    assert "Data Docs:" in message
+
+
+# ----------------------------------------------------------------------------- vacuous-pass guard
+
+
+def test_guard_fails_a_result_without_observed_value() -> None:
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+        ExpectationValidationResult,
+    )
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    def result(column: str, payload: dict[str, object]) -> ExpectationValidationResult:
+        config = ExpectationConfiguration(
+            type="expect_column_values_to_not_be_null",
+            kwargs={"column": column},
+            meta={"severity": ERROR},
+        )
+        return ExpectationValidationResult(success=True, result=payload, expectation_config=config)
+
+    suite_result = ExpectationSuiteValidationResult(
+        success=True,
+        results=[
+            result("lead_id", {"element_count": 3, "unexpected_count": 0}),
+            result("source", {}),  # "passed" without looking at any data
+        ],
+        suite_name=LEAD_FEATURES,
+    )
+    report = validation._build_report(LEAD_FEATURES, suite_result)
+    assert not report.success
+    [failure] = report.failures
+    assert failure.column == "source"
+    assert "passed vacuously" in str(failure.observed)
+    assert "passed vacuously" in report.summary()
+
+
+def test_guard_catches_the_real_gx_duckdb_empty_result_bug(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the persisted-connection fix GX+duckdb-engine returns no metrics at all."""
+    from great_expectations.execution_engine import sqlalchemy_execution_engine as see
+
+    unpatched = tuple(d for d in see._PERSISTED_CONNECTION_DIALECTS if d != "duckdb")
+    monkeypatch.setattr(see, "_PERSISTED_CONNECTION_DIALECTS", unpatched)
+    monkeypatch.setattr(validation, "_treat_duckdb_as_persisted_dialect", lambda: False)
+    monkeypatch.setattr(validation, "_CONTEXTS", {})  # a fresh datasource engine
+
+    write_features(settings, features_sql())
+    report = validation.validate_lead_features(AS_OF, settings)
+    assert not report.success
+    assert report.failures
+    assert all("passed vacuously" in str(f.observed) for f in report.failures)
+    assert "passed vacuously" in report.summary()
+
+
+def test_unknown_suite_is_a_clear_error(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="unknown suite 'leads'"):
+        validation.validate_parquet("leads", settings.raw_dir, settings)
+
+
+def test_command_line_bench_and_write_context(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert validation.main(["bench", "--rows", "3000", "--workdir", str(tmp_path / "bench")]) == 0
+    out = capsys.readouterr().out
+    assert "PASSED" in out and '"peak_rss_mb"' in out
+
+    copy = tmp_path / "context"
+    written = validation.main(["write-context", "--root", str(copy)])
+    assert written == 0
+    committed = REPO_ROOT / "great_expectations"
+    for rel in validation.render_context_files():
+        assert (copy / rel).read_text() == (committed / rel).read_text()
