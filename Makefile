@@ -15,7 +15,7 @@ export MLSYS_HOME ?= $(CURDIR)/var
 help:
 	@echo "make demo   - synthetic CRM -> features -> gate -> train -> score, through Airflow"
 	@echo "make test   - the whole test suite with coverage (installs what it needs)"
-	@echo "make lint   - ruff (lint + format check) and mypy"
+	@echo "make lint   - ruff (lint + format check), mypy, sqlfluff on the dbt SQL"
 	@echo "make clean  - remove var/ (demo state); distclean also removes .venv and .tools"
 
 .tools/bin/uv:
@@ -36,6 +36,7 @@ lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check mlsys dags plugins tests benchmarks
 	$(VENV)/bin/ruff format --check mlsys dags plugins tests benchmarks
 	$(VENV)/bin/mypy mlsys
+	mkdir -p $(MLSYS_HOME) && cd sql && MLSYS_WAREHOUSE=$(MLSYS_HOME)/lint.duckdb ../$(VENV)/bin/sqlfluff lint models tests
 
 format: $(VENV)/.synced
 	$(VENV)/bin/ruff check --fix mlsys dags plugins tests benchmarks

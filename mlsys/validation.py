@@ -47,6 +47,7 @@ Importing this module is cheap (no GX, no DuckDB): they are imported inside the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob as globlib
 import itertools
 import json
@@ -165,7 +166,8 @@ _SUITE_NOTES = (
     "(mlsys.validation.gate raises DataValidationError); meta.severity == 'warning' "
     "(null-rate and distribution bounds) is logged and counted, and the run continues. "
     "Parameters supplied at run time: min_row_count (previous successful row count of this "
-    "suite x (1 - MLSYS_ROW_DROP_MAX_SHARE), 1 on the first run)"
+    "suite x (1 - MLSYS_ROW_DROP_MAX_SHARE), 1 on the first run) and run_time (UTC, the "
+    "upper bound of raw created_at)."
 )
 
 
@@ -1408,8 +1410,7 @@ def _benchmark(rows: int, workdir: Path) -> dict[str, Any]:
     import duckdb
 
     as_of = date(2026, 6, 1)
-    settings = Settings.from_env()
-    settings = Settings(**{**settings.__dict__, "data_dir": workdir})
+    settings = dataclasses.replace(Settings.from_env(), data_dir=workdir)
     path = settings.lead_features_path(as_of)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():

@@ -33,6 +33,6 @@ select
         ) as integer
     ) as label
 from snapshot_dates
-inner join leads on leads.created_at < snapshot_dates.as_of
+inner join leads on snapshot_dates.as_of > leads.created_at
 left join conversions on leads.lead_id = conversions.lead_id
 where conversions.converted_at is null or conversions.converted_at >= snapshot_dates.as_of
