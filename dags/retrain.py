@@ -1,10 +1,12 @@
 """
 ### retrain: train, evaluate and maybe promote a challenger
 
-Training snapshots (dbt) -> Great Expectations gate -> drift report against the champion
--> train a challenger (only on the weekly schedule, on drift, without a champion, or with
-`force`) -> evaluate it against the champion on the same holdout -> register it in MLflow
-as `lead_scoring` with alias `challenger`, and `champion` if it wins.
+Great Expectations gate on the raw landing tables -> training snapshots (dbt) -> Great
+Expectations gate on the snapshots -> drift report against the champion -> train a
+challenger (only on the weekly schedule, on drift, without a champion, or with `force`)
+-> evaluate it against the champion on the same holdout -> register it in MLflow as
+`lead_scoring` with alias `challenger`, and `champion` if it wins. A failed gate stops the
+run before anything is trained or promoted; the task log lists each failed expectation.
 
 Trigger by hand: `airflow dags trigger retrain --conf '{"force": true}'`.
 Roll back: point the `champion` alias at an older version in MLflow.
@@ -26,7 +28,8 @@ MODEL = Asset("mlsys://models/lead_scoring")
 @dag(
     dag_id="retrain",
     schedule="0 0 * * 0",
-    start_date=pendulum.datetime(2026, 6, 1, tz="UTC"),
+    # Early on purpose: backfills may start here (no catch-up runs: catchup=False).
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=3),
@@ -47,6 +50,22 @@ MODEL = Asset("mlsys://models/lead_scoring")
     },
 )
 def retrain() -> None:
+    @task
+    def validate_raw(**context: object) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from mlsys import pipeline
+        from mlsys.airflow_support import as_of_from_context, quiet_logs
+        from mlsys.validation import DataValidationError
+
+        quiet_logs()
+        try:
+            return pipeline.gate_raw(as_of_from_context(context), training=True)
+        except DataValidationError as exc:
+            # Bad data does not get better on retry: fail now, with the readable summary. The
+            # summary is the whole story; a chained traceback would only print it again.
+            raise AirflowFailException(str(exc)) from None
+
     @task(pool=WAREHOUSE_POOL, outlets=[TRAINING_SNAPSHOTS])
     def build_training_snapshots(**context: object) -> dict:
         from mlsys import pipeline
@@ -66,10 +85,11 @@ def retrain() -> None:
 
         quiet_logs()
         try:
-            return pipeline.gate_training(date.fromisoformat(built["as_of"]))
+            return pipeline.gate_training(date.fromisoformat(built["as_of"]), raw=False)
         except DataValidationError as exc:
-            # Bad data does not get better on retry: fail now, with the readable summary.
-            raise AirflowFailException(str(exc)) from exc
+            # Bad data does not get better on retry: fail now, with the readable summary. The
+            # summary is the whole story; a chained traceback would only print it again.
+            raise AirflowFailException(str(exc)) from None
 
     @task
     def check_drift(built: dict, gate: dict, **context: object) -> dict:
@@ -107,6 +127,7 @@ def retrain() -> None:
         )
 
     built = build_training_snapshots()
+    validate_raw() >> built
     gate = validate_snapshots(built)
     decision = check_drift(built, gate)
     train_and_promote(built, decision)

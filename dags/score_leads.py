@@ -1,13 +1,16 @@
 """
 ### score_leads: score every lead, every night
 
-Features as of the logical date (dbt on DuckDB) -> Great Expectations gate -> score every
-lead known at that date with the model holding the `champion` alias when the run starts
--> publish the partition `scored_leads/score_date=<date>/` atomically -> metrics.
+Great Expectations gate on the raw landing tables -> features as of the logical date (dbt
+on DuckDB) -> Great Expectations gate on the features -> score every lead known at that
+date with the model holding the `champion` alias when the run starts -> publish the
+partition `scored_leads/score_date=<date>/` atomically -> metrics.
 
-* A failed gate stops the run before any model runs; the previous partition stays.
+* A failed gate stops the run before any model runs; the previous partition stays. The task
+  log lists each failed expectation (column, observed value, unexpected values) and the
+  path of the Data Docs. Bad raw data fails before dbt, so it never reaches the warehouse.
 * Re-running a date replaces its partition atomically (stage, then swap).
-* Backfill past dates with `airflow dags backfill create --dag-id score_leads --from-date ... --to-date ...`;
+* Backfill past dates with `airflow backfill create --dag-id score_leads --from-date ... --to-date ...`;
   `max_active_runs=1` and the 1-slot `warehouse` pool keep DuckDB writers apart.
 * Override the cut-off with the `as_of` param (YYYY-MM-DD).
 """
@@ -28,7 +31,8 @@ SCORED_LEADS = Asset("mlsys://scored_leads")
 @dag(
     dag_id="score_leads",
     schedule="0 2 * * *",
-    start_date=pendulum.datetime(2026, 6, 1, tz="UTC"),
+    # Early on purpose: backfills may start here (no catch-up runs: catchup=False).
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     # No automatic catch-up when first unpaused: backfills are explicit (see doc).
     catchup=False,
     max_active_runs=1,
@@ -46,6 +50,22 @@ SCORED_LEADS = Asset("mlsys://scored_leads")
     },
 )
 def score_leads() -> None:
+    @task
+    def validate_raw(**context: object) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from mlsys import pipeline
+        from mlsys.airflow_support import as_of_from_context, quiet_logs
+        from mlsys.validation import DataValidationError
+
+        quiet_logs()
+        try:
+            return pipeline.gate_raw(as_of_from_context(context))
+        except DataValidationError as exc:
+            # Bad data does not get better on retry: fail now, with the readable summary. The
+            # summary is the whole story; a chained traceback would only print it again.
+            raise AirflowFailException(str(exc)) from None
+
     @task(pool=WAREHOUSE_POOL, outlets=[LEAD_FEATURES])
     def build_features(**context: object) -> dict:
         from mlsys import pipeline
@@ -65,31 +85,45 @@ def score_leads() -> None:
 
         quiet_logs()
         try:
-            return pipeline.gate_scoring(date.fromisoformat(built["as_of"]))
+            return pipeline.gate_scoring(date.fromisoformat(built["as_of"]), raw=False)
         except DataValidationError as exc:
-            # Bad data does not get better on retry: fail now, with the readable summary.
-            raise AirflowFailException(str(exc)) from exc
+            # Bad data does not get better on retry: fail now, with the readable summary. The
+            # summary is the whole story; a chained traceback would only print it again.
+            raise AirflowFailException(str(exc)) from None
 
     @task
-    def score(built: dict, gate: dict, **context: object) -> dict:
+    def plan_scoring(built: dict, gate: dict, **context: object) -> list[dict]:
+        """Pin the champion for the whole run; one item per scoring shard."""
         from datetime import date
 
         from mlsys import pipeline
         from mlsys.airflow_support import run_id_from_context
 
-        return pipeline.score_partition(
-            date.fromisoformat(built["as_of"]), run_id=run_id_from_context(context)
-        )
+        plan = pipeline.plan_scoring(date.fromisoformat(built["as_of"]), run_id=run_id_from_context(context))
+        return pipeline.shards_of(plan)
 
-    @task(outlets=[SCORED_LEADS])
-    def publish(scored: dict) -> dict:
+    @task
+    def score(item: dict) -> dict:
         from mlsys import pipeline
 
-        return pipeline.publish_partition(scored)
+        return pipeline.score_shard(item["plan"], item["shard"])
+
+    @task(outlets=[SCORED_LEADS])
+    def publish(shards: list[dict], scored: list[dict]) -> dict:
+        from mlsys import pipeline
+
+        return pipeline.publish_scores(
+            # Index by length: iterating the lazy XCom sequence probes one past its end, which
+            # Airflow logs as an error.
+            shards[0]["plan"],
+            [scored[i] for i in range(len(scored))],
+        )
 
     built = build_features()
+    validate_raw() >> built
     gate = validate_features(built)
-    publish(score(built, gate))
+    shards = plan_scoring(built, gate)
+    publish(shards, score.expand(item=shards))
 
 
 score_leads()

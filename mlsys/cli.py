@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--as-of", type=_date, default=None, help="feature cut-off (default: today UTC)")
         if name in ("features", "validate"):
             p.add_argument("--training", action="store_true", help="the training snapshots mart")
+        if name == "score":
+            _add_on_demand_options(p)
 
     t = sub.add_parser("train", help="train a challenger, evaluate, register, promote")
     t.add_argument("--as-of", type=_date, default=None)
@@ -61,14 +63,68 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_on_demand_options(p: argparse.ArgumentParser) -> None:
+    """`score --lead-id/--payload`: score a few leads now instead of publishing a partition."""
+    p.add_argument("--api", metavar="URL", help="Airflow api-server to score through (default: in-process)")
+    p.add_argument("--lead-id", type=int, action="extend", nargs="+", default=[], help="lead(s) to score now")
+    p.add_argument("--payload", type=Path, metavar="FILE", help="JSON: lead payload(s) or a whole request")
+    p.add_argument("--sync", action="store_true", help="with --api: POST /mlsys/score instead of the DAG")
+    p.add_argument("--user", default=None, help="API user (default $MLSYS_API_USER; $MLSYS_API_PASSWORD)")
+
+
+def _on_demand_leads(args: argparse.Namespace) -> tuple[list[dict[str, object]], str | None]:
+    leads: list[dict[str, object]] = [{"lead_id": i} for i in args.lead_id]
+    as_of = args.as_of.isoformat() if args.as_of else None
+    if args.payload:
+        try:
+            loaded = json.loads(args.payload.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read --payload {args.payload}: {exc}") from exc
+        if isinstance(loaded, dict) and "leads" in loaded:
+            as_of = as_of or loaded.get("as_of")
+            loaded = loaded["leads"]
+        leads += loaded if isinstance(loaded, list) else [loaded]
+    return leads, as_of
+
+
+def _score_on_demand(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+
+    from mlsys import client, on_demand
+
+    if not args.lead_id and not args.payload:
+        print("mlsys score: --api needs --lead-id and/or --payload", file=sys.stderr)
+        return 2
+    if args.sync and not args.api:
+        print("mlsys score: --sync needs --api", file=sys.stderr)
+        return 2
+    leads, as_of = _on_demand_leads(args)
+    try:
+        if args.api:
+            api = client.Client(
+                args.api,
+                username=args.user or os.environ.get("MLSYS_API_USER"),
+                password=os.environ.get("MLSYS_API_PASSWORD"),
+                token=os.environ.get("MLSYS_API_TOKEN"),
+            )
+            results = api.score(leads, as_of=as_of, sync=args.sync)
+        else:
+            results = on_demand.score_leads(client.Client.request_body(leads, as_of), settings)
+    except client.ClientError as exc:
+        detail = f"\n{json.dumps(exc.error)}" if exc.error else ""
+        raise RuntimeError(f"{exc}{detail}") from exc
+    except on_demand.ScoringError as exc:
+        raise RuntimeError(f"{exc.code}: {exc.message}\n{exc}") from exc
+    print(json.dumps(results, indent=2))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from mlsys import logs
+
+    logs.configure(logging.DEBUG if args.verbose else logging.INFO)
     quiet_third_party()
     try:
         return _run(args)
@@ -111,29 +167,36 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "features":
         build = pipeline.build_training_features if args.training else pipeline.build_scoring_features
+        pipeline.gate_raw(as_of, settings, training=args.training)
         print(json.dumps(build(as_of, settings)))
         return 0
     if args.command == "validate":
         from mlsys import validation
 
-        reports = [validation.validate_raw_leads(settings)]
+        # The suites the DAG gates run, in the same order: raw tables first, then the mart.
+        raw_suites = validation.RAW_TRAINING_SUITES if args.training else validation.RAW_SCORING_SUITES
+        reports = [validation.validate_raw(suite, settings, as_of=as_of) for suite in raw_suites]
         if args.training:
             reports.append(validation.validate_training_snapshots(as_of, settings))
         else:
             reports.append(validation.validate_lead_features(as_of, settings))
         for report in reports:
             print(report.summary())
-        failed = [r.suite for r in reports if not r.success]
-        if failed:
+        failures = [(r.suite, f) for r in reports for f in r.failures]
+        if failures:
+            suite, first = failures[0]
             print(
-                f"mlsys validate: blocking expectations failed in {', '.join(failed)}",
+                f"mlsys validate: {len(failures)} blocking expectation(s) failed, first in {suite}: "
+                f"{first.column or '<table>'}: {first.expectation}",
                 file=sys.stderr,
             )
             return 1
         return 0
     if args.command == "train":
+        # Same order as the retrain DAG: bad raw data never reaches the warehouse.
+        pipeline.gate_raw(as_of, settings, training=True)
         pipeline.build_training_features(as_of, settings)
-        pipeline.gate_training(as_of, settings)
+        pipeline.gate_training(as_of, settings, raw=False)
         decision = pipeline.decide_retrain(as_of, force=args.force, scheduled=False, settings=settings)
         print(decision.reason)
         if not decision.train:
@@ -149,8 +212,18 @@ def _run(args: argparse.Namespace) -> int:
         print(out["summary"])
         return 0
     if args.command == "score":
-        scored = pipeline.score_partition(as_of, run_id="manual", settings=settings)
-        published = pipeline.publish_partition(scored, settings)
+        if args.api or args.lead_id or args.payload:
+            return _score_on_demand(args, settings)
+        # The features of that date pass the gate before any model sees them (the raw tables
+        # were gated by `mlsys features` or the DAG that built them).
+        from mlsys import score as scoring
+
+        if not settings.lead_features_path(as_of).exists():
+            raise scoring.FeaturesMissingError(
+                f"no features for {as_of}: run `mlsys features --as-of {as_of}` first"
+            )
+        pipeline.gate_scoring(as_of, settings, raw=False)
+        published = pipeline.score_and_publish(as_of, settings=settings)
         print(
             f"scored {published['rows']:,} leads with {published['model_name']} "
             f"v{published['model_version']} -> {published['partition']}"

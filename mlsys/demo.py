@@ -33,6 +33,9 @@ def run_dag(dag_id: str, logical_date: date, conf: dict[str, Any] | None = None)
     state = str(getattr(run, "state", "")).lower()
     if not state.endswith("success"):
         raise RuntimeError(f"{dag_id} run {getattr(run, 'run_id', '?')} ended {state}")
+    if not any(str(ti.state).endswith("success") for ti in run.get_task_instances()):
+        # A logical date before the DAG's start_date makes a "successful" run of no task.
+        raise RuntimeError(f"{dag_id} run {run.run_id} succeeded without running any task")
     return run
 
 
@@ -42,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
+    # The task logs of a dag.test() run are long; a newcomer wants the summary at the end.
+    # MLSYS_DEMO_VERBOSE=1 shows them.
+    if os.environ.get("MLSYS_DEMO_VERBOSE") != "1":
+        os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("DBT_QUIET", "true")
     settings = Settings.from_env()
     from mlsys.airflow_env import init_airflow
 

@@ -96,18 +96,22 @@ class DriftReport:
 
 
 def current_features(as_of: date, settings: Settings, columns: list[str]) -> pd.DataFrame:
-    """The population scored now: lead_features of `as_of`, else the latest training snapshot."""
+    """The population to compare with the champion's training data, defined the same way:
+    the latest snapshot of the training snapshots built as of `as_of` (leads not converted
+    before it). Falls back to lead_features, which also holds already-converted leads and
+    so differs structurally (older, less active) from any training population."""
     import duckdb
 
-    path = settings.lead_features_path(as_of)
-    where = ""
-    if not path.exists():
-        path = settings.training_snapshots_path(as_of)
+    path = settings.training_snapshots_path(as_of)
+    if path.exists():
+        where = f"where as_of = (select max(as_of) from read_parquet('{path}'))"
+    else:
+        path = settings.lead_features_path(as_of)
+        where = ""
         if not path.exists():
             raise FileNotFoundError(
-                f"neither lead_features nor training_snapshots exist for {as_of}: build features first"
+                f"neither training_snapshots nor lead_features exist for {as_of}: build features first"
             )
-        where = f"where as_of = (select max(as_of) from read_parquet('{path}'))"
     cols = ", ".join(columns)
     con = duckdb.connect()
     return con.execute(
@@ -187,3 +191,102 @@ def log_report(report: DriftReport, out_dir: Path) -> list[Path]:
     fig.savefig(png, dpi=80, bbox_inches="tight")
     plt.close(fig)
     return [csv, png]
+
+
+@dataclass
+class RealizedPerformance:
+    """How the scores of a past night fared once their labels were known."""
+
+    score_date: date
+    model_version: str
+    rows: int
+    positive_rate: float
+    roc_auc: float
+    holdout_roc_auc: float | None
+    max_drop: float
+
+    @property
+    def degraded(self) -> bool:
+        return self.holdout_roc_auc is not None and self.roc_auc < self.holdout_roc_auc - self.max_drop
+
+    def summary(self) -> str:
+        ref = f" vs holdout {self.holdout_roc_auc:.3f}" if self.holdout_roc_auc is not None else ""
+        verdict = "DEGRADED" if self.degraded else "ok"
+        return (
+            f"realized ROC AUC of v{self.model_version} on {self.score_date} "
+            f"({self.rows:,} leads, {self.positive_rate:.1%} converted): {self.roc_auc:.3f}{ref} -> {verdict}"
+        )
+
+
+def realized_performance(
+    as_of: date, settings: Settings | None = None, max_drop: float = 0.05
+) -> RealizedPerformance | None:
+    """The latest published partition old enough for its labels to be complete (scored at
+    least a horizon before `as_of`), joined to the conversions: its realized ROC AUC. None
+    when no partition is that old yet."""
+    import duckdb
+    from sklearn.metrics import roc_auc_score
+
+    settings = settings or Settings.from_env()
+    cutoff = as_of.toordinal() - settings.horizon_days
+    candidates = sorted(
+        d
+        for d in (_partition_date(p) for p in settings.scored_dir.glob("score_date=*"))
+        if d is not None and d.toordinal() <= cutoff
+    )
+    if not candidates:
+        return None
+    score_date = candidates[-1]
+    con = duckdb.connect()
+    frame = con.execute(
+        """
+        select s.score, s.model_version,
+               coalesce(c.converted_at >= s.as_of
+                        and c.converted_at < s.as_of + to_days(cast(? as integer)), false)::int as label
+        from read_parquet(?) s
+        left join (
+            select lead_id, min(converted_at) as converted_at
+            from read_parquet(?, union_by_name = true) group by lead_id
+        ) c using (lead_id)
+        where c.converted_at is null or c.converted_at >= s.as_of
+        """,
+        [
+            settings.horizon_days,
+            str(settings.partition_dir(score_date) / "*.parquet"),
+            str(settings.raw_dir / "conversions" / "*.parquet"),
+        ],
+    ).df()
+    if frame.empty or frame["label"].nunique() < 2:
+        return None
+    version = str(frame["model_version"].mode().iloc[0])
+    holdout = _holdout_auc(settings, version)
+    result = RealizedPerformance(
+        score_date,
+        version,
+        len(frame),
+        float(frame["label"].mean()),
+        float(roc_auc_score(frame["label"], frame["score"])),
+        holdout,
+        max_drop,
+    )
+    metrics.gauge("realized.roc_auc", result.roc_auc, settings)
+    metrics.gauge("realized.degraded", int(result.degraded), settings)
+    log.info(result.summary())
+    return result
+
+
+def _partition_date(path: Path) -> date | None:
+    try:
+        return date.fromisoformat(path.name.split("=", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _holdout_auc(settings: Settings, version: str) -> float | None:
+    try:
+        mv = registry.client(settings).get_model_version(settings.model_name, version)
+        run = registry.client(settings).get_run(mv.run_id)
+        return float(run.data.metrics["roc_auc"])
+    except Exception as exc:  # noqa: BLE001 - a missing reference only disables the comparison
+        log.warning("no holdout AUC for %s v%s: %s", settings.model_name, version, exc)
+        return None

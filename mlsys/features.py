@@ -17,7 +17,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from mlsys import metrics
+from mlsys import catalog, metrics
 from mlsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,9 @@ class FeatureBuildResult:
     seconds: float
     node_timings: dict[str, float] = field(default_factory=dict)
     run_results: Path | None = None
+    # Rows of every model that holds data after the build (tables and exported marts); views
+    # and ephemeral models have none without re-running their SQL.
+    model_rows: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         parts = [f"{name}: {self.rows[name]:,} rows -> {path}" for name, path in self.outputs.items()]
@@ -53,8 +56,11 @@ def dbt_env(settings: Settings) -> dict[str, str]:
 
 
 def dbt_args(settings: Settings, command: str, *extra: str) -> list[str]:
+    """dbt's command line for this project and home; `extra` may start with a sub-command
+    (`dbt_args(s, "docs", "generate")`), so the shared options go last."""
     return [
         command,
+        *extra,
         "--project-dir",
         str(settings.dbt_project_dir),
         "--profiles-dir",
@@ -63,7 +69,6 @@ def dbt_args(settings: Settings, command: str, *extra: str) -> list[str]:
         str(settings.dbt_target_dir),
         "--log-path",
         str(settings.dbt_log_dir),
-        *extra,
     ]
 
 
@@ -71,12 +76,25 @@ def run_dbt(args: list[str], settings: Settings) -> Any:
     """Invoke dbt in this process and release the warehouse file afterwards."""
     from dbt.cli.main import dbtRunner
 
-    os.environ.update(dbt_env(settings))
+    # dbt reads these through env_var(); set them for this call only. Leaving them set would
+    # leak one home's paths into every later Settings.from_env() of a long-lived process
+    # (the api-server plugin, a test session).
+    overrides = dbt_env(settings)
+    saved = {name: os.environ.get(name) for name in overrides}
+    os.environ.update(overrides)
     settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    manifest_before = catalog.manifest_stamp(settings)
     try:
         return dbtRunner().invoke(args)
     finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         _release_duckdb()
+        if catalog.manifest_stamp(settings) != manifest_before:
+            catalog.record_manifest_project(settings)
 
 
 def _release_duckdb() -> None:
@@ -95,15 +113,24 @@ def _release_duckdb() -> None:
             log.debug("closing dbt's DuckDB environment failed: %s", exc)
 
 
-def _failures(result: Any) -> list[str]:
+def _node_lines(result: Any, statuses: set[str]) -> list[str]:
+    """`<resource type> <name>: <dbt's message>` for every node whose status is in `statuses`;
+    a failing test's message is dbt's "Got N results, configured to fail if != 0"."""
     lines = []
     for node_result in getattr(result.result, "results", None) or []:
         status = str(getattr(node_result, "status", "")).lower()
-        if status in {"error", "fail", "runtime error"}:
+        if status in statuses:
             node = node_result.node
-            message = (node_result.message or "").strip().replace("\n", " ")
-            lines.append(f"{node.resource_type} {node.name}: {message}")
+            message = " ".join((node_result.message or status).split())
+            line = f"{node.resource_type} {node.name}: {message}"
+            if getattr(node, "compiled_path", None):
+                line += f" [SQL: {node.compiled_path}]"
+            lines.append(line)
     return lines
+
+
+def _failures(result: Any) -> list[str]:
+    return _node_lines(result, {"error", "fail", "runtime error"})
 
 
 def build(
@@ -153,13 +180,17 @@ def build(
     if not result.success:
         failures = _failures(result) or ["dbt reported failure without a failing node"]
         raise FeatureBuildError("dbt build failed:\n  " + "\n  ".join(failures))
+    for warning in _node_lines(result, {"warn"}):
+        log.warning("dbt %s", warning)
 
+    models = [r.node for r in result.result.results if r.node.resource_type == "model"]
     timings = {
         r.node.name: float(r.execution_time or 0.0)
         for r in result.result.results
         if r.node.resource_type == "model"
     }
     rows = {name: _parquet_rows(path) for name, path in wanted.items()}
+    model_rows = {**_table_rows(models, settings), **rows}
     run_results = settings.dbt_target_dir / "run_results.json"
     kept = _keep_run_results(run_results, settings, as_of)
     for name, count in rows.items():
@@ -169,9 +200,30 @@ def build(
     metrics.timing("features.build_seconds", seconds, settings)
     for model, secs in timings.items():
         metrics.timing(f"features.model_seconds.{metrics.metric_safe(model)}", secs, settings)
-    built = FeatureBuildResult(as_of, wanted, rows, seconds, timings, kept)
+    for model, count in model_rows.items():
+        metrics.gauge(f"features.model_rows.{metrics.metric_safe(model)}", count, settings)
+    built = FeatureBuildResult(as_of, wanted, rows, seconds, timings, kept, model_rows)
     log.info(built.summary())
     return built
+
+
+def _table_rows(models: list[Any], settings: Settings) -> dict[str, int]:
+    """Row counts of the table-materialized models, from the warehouse dbt just released.
+
+    dbt-duckdb reports no rows_affected, and counting a view would re-run its SQL (for
+    stg_activities, the de-duplication of every activity); a table's count is metadata.
+    """
+    tables = [m for m in models if m.config.materialized in {"table", "incremental"}]
+    if not tables:
+        return {}
+    import duckdb
+
+    counts: dict[str, int] = {}
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        for node in tables:
+            relation = ".".join(f'"{part}"' for part in (node.schema, node.alias or node.name))
+            counts[node.name] = int(con.sql(f"select count(*) from {relation}").fetchall()[0][0])
+    return counts
 
 
 def _parquet_rows(path: Path) -> int:

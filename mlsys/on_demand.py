@@ -1,112 +1,1167 @@
-"""On-demand scoring of a few leads between nightly runs (the `score_on_demand` DAG).
+"""On-demand scoring: a few leads now, with the champion and the nightly feature SQL.
 
-`conf` is `{"leads": [{"lead_id": 123}, ...]}`; each lead is scored from the latest
-published features with the current champion. Requests are checked before any work, and a
-bad one fails with a structured, readable error.
+Two front doors share one scorer (:class:`Scorer`): the ``score_on_demand`` DAG (REST
+trigger, result in the task's XCom ``return_value``) and ``POST /mlsys/score`` on the Airflow
+api-server (``plugins/mlsys_scoring.py``), which answers synchronously.
+
+A request (the DAG run's ``conf``, or the POST body)::
+
+    {"leads": [{"lead_id": 42}, {<lead payload>}, ...], "as_of": "2026-06-01"}
+
+* ``{"lead_id": 42}`` is looked up in published features: the lead_features file of
+  ``as_of``; without ``as_of``, of the newest published scored partition (features the GX
+  gate passed). Its score equals that partition's score for the same champion.
+* A lead payload carries the lead's attributes and its activities in the raw landing
+  contract's fields (DESIGN section 2)::
+
+      {"lead_id": 42, "created_at": "2026-05-20T09:30:00Z", "source": "web",
+       "industry": "software", "country": "DE", "company_size": 120, "job_level": "manager",
+       "activities": [{"occurred_at": "2026-05-28T10:00:00Z", "activity_type": "pricing_page_view"}]}
+
+  Its features come from the compiled SQL of the dbt project, the same text the nightly
+  ``dbt build`` runs, executed in an in-memory DuckDB whose raw sources are tables built from
+  the payload. Without ``as_of`` a payload is scored as of tomorrow (UTC): the cut-off of the
+  next nightly run, the first one whose features include everything that happened today
+  (features as of D use only rows before D). So a lead created an hour ago gets a score, and
+  it is the score tonight's run will give it unless more happens today.
+
+Every result is ``{lead_id, score, score_band, top_reasons, model_name, model_version,
+as_of}`` in request order. A bad request raises :class:`RequestError`, a scorer that cannot
+serve yet (no champion, no published features) :class:`UnavailableError`; both carry a code,
+a message and details that ``to_dict()`` / ``str()`` render as JSON for clients.
+
+Why not run dbt per request: dbt's start-up alone is about 4.5 s. The project is compiled
+once per version of its files (``dbt compile`` in a subprocess, cached on disk under
+``$MLSYS_HOME/dbt/on_demand/``), with ``var('as_of')`` set to a sentinel date that the scorer
+replaces by the request's date. Compiling twice with two sentinels and comparing proves that
+``as_of`` reaches the SQL only as that literal; otherwise the scorer refuses payloads rather
+than compute features that differ from the nightly ones.
 """
 
 from __future__ import annotations
 
+import copy
+import fcntl
+import hashlib
 import json
-from dataclasses import dataclass
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from time import monotonic, perf_counter
 from typing import Any
 
 import numpy as np
 
-from mlsys import registry
+from mlsys import metrics, registry
 from mlsys.settings import Settings
 
-MAX_LEADS_PER_REQUEST = 100
+log = logging.getLogger(__name__)
+
+MAX_LEADS_PER_REQUEST = 100  # default of Settings.on_demand_max_leads
+MAX_ACTIVITIES_PER_LEAD = 10_000
+FEATURES_MART = "lead_features"
+
+# Raw landing contract (DESIGN section 2): the fields a payload may carry.
+LEAD_FIELDS = ("lead_id", "created_at", "source", "industry", "country", "company_size", "job_level")
+ACTIVITY_FIELDS = ("occurred_at", "activity_type")
+REQUIRED_LEAD_FIELDS = ("lead_id", "created_at", "source")
+_INT64 = (-(2**63), 2**63 - 1)
 
 
-@dataclass
-class RequestError(ValueError):
-    """A request a client must fix; `str()` is JSON a client can parse from the task log."""
+class ScoringError(Exception):
+    """A failure a client can read: `code` for programs, `message` for people, `details`."""
 
-    code: str
-    message: str
-    details: dict[str, Any] | None = None
+    status = 400
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message, "details": self.details}
 
     def __str__(self) -> str:
-        return json.dumps({"error": self.code, "message": self.message, "details": self.details or {}})
+        return json.dumps(self.to_dict(), default=str)
 
 
-def parse_request(conf: Any, max_leads: int = MAX_LEADS_PER_REQUEST) -> list[int]:
+class RequestError(ScoringError):
+    """The request is wrong; the client must change it (HTTP 4xx)."""
+
+    def __init__(
+        self, code: str, message: str, details: dict[str, Any] | None = None, *, status: int = 400
+    ) -> None:
+        super().__init__(code, message, details)
+        self.status = status
+
+
+class UnavailableError(ScoringError):
+    """The request is fine but the scorer cannot serve it yet (no champion, no features)."""
+
+    status = 503
+
+
+# --------------------------------------------------------------------------------------------
+# Requests
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeadRef:
+    index: int
+    lead_id: int
+
+
+@dataclass(frozen=True)
+class LeadPayload:
+    index: int
+    lead_id: int
+    attributes: dict[str, Any]  # LEAD_FIELDS, typed (timestamps as naive UTC datetimes)
+    activities: list[tuple[datetime, str]]
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    items: list[LeadRef | LeadPayload]
+    as_of: date | None = None
+
+    @property
+    def refs(self) -> list[LeadRef]:
+        return [i for i in self.items if isinstance(i, LeadRef)]
+
+    @property
+    def payloads(self) -> list[LeadPayload]:
+        return [i for i in self.items if isinstance(i, LeadPayload)]
+
+
+def _vocabularies() -> dict[str, tuple[str, ...]]:
+    # The gate's value sets, so a payload is held to the same rules as a nightly CRM export.
+    from mlsys.validation import ACTIVITY_TYPES, JOB_LEVELS, SOURCES
+
+    return {"source": SOURCES, "job_level": JOB_LEVELS, "activity_type": ACTIVITY_TYPES}
+
+
+class _Problems:
+    """Collects every problem of a request so a client fixes them in one round trip."""
+
+    LIMIT = 20
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.total = 0
+
+    def add(self, path: str, message: str) -> None:
+        self.total += 1
+        if len(self.items) < self.LIMIT:
+            self.items.append({"path": path, "message": message})
+
+    def raise_if_any(self) -> None:
+        if not self.total:
+            return
+        first = self.items[0]
+        more = f" (and {self.total - 1} more)" if self.total > 1 else ""
+        raise RequestError(
+            "invalid_lead",
+            f"{first['path']}: {first['message']}{more}",
+            {"problems": self.items, "count": self.total},
+        )
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _timestamp(value: Any) -> datetime:
+    """ISO 8601 -> naive UTC (the contract's TIMESTAMP); a naive value is taken as UTC."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be an ISO 8601 timestamp string, got {_type_name(value)}")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"is not an ISO 8601 timestamp: {value!r}") from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
+
+
+def _lead_id(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be an integer, got {_type_name(value)}")
+    if not _INT64[0] <= value <= _INT64[1]:
+        raise ValueError("is out of the BIGINT range")
+    return value
+
+
+def _parse_payload(i: int, item: dict[str, Any], problems: _Problems) -> LeadPayload | None:
+    where = f"leads[{i}]"
+    vocab = _vocabularies()
+    before = problems.total
+    unknown = sorted(set(item) - {*LEAD_FIELDS, "activities"})
+    if unknown:
+        problems.add(
+            where,
+            f"unknown field(s) {', '.join(unknown)}; a payload has {', '.join(LEAD_FIELDS)} and activities",
+        )
+    for name in REQUIRED_LEAD_FIELDS:
+        if item.get(name) is None:
+            problems.add(f"{where}.{name}", "is required")
+    attrs: dict[str, Any] = {}
+    lead_id = 0
+    try:
+        lead_id = _lead_id(item.get("lead_id"))
+    except ValueError as exc:
+        if item.get("lead_id") is not None:
+            problems.add(f"{where}.lead_id", str(exc))
+    attrs["lead_id"] = lead_id
+    if item.get("created_at") is not None:
+        try:
+            attrs["created_at"] = _timestamp(item["created_at"])
+        except ValueError as exc:
+            problems.add(f"{where}.created_at", str(exc))
+    for name in ("source", "industry", "country", "job_level"):
+        value = item.get(name)
+        if value is None:
+            attrs[name] = None
+            continue
+        if not isinstance(value, str):
+            problems.add(f"{where}.{name}", f"must be a string, got {_type_name(value)}")
+            continue
+        if name in vocab and value not in vocab[name]:
+            problems.add(f"{where}.{name}", f"must be one of {', '.join(vocab[name])}; got {value!r}")
+        if name == "country" and not (len(value) == 2 and value.isascii() and value.isupper()):
+            problems.add(f"{where}.country", f"must be an ISO-3166 alpha-2 code like 'DE', got {value!r}")
+        attrs[name] = value
+    size = item.get("company_size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
+        problems.add(f"{where}.company_size", f"must be a positive integer or null, got {size!r}")
+    attrs["company_size"] = size
+    activities: list[tuple[datetime, str]] = []
+    raw = item.get("activities", [])
+    if not isinstance(raw, list):
+        problems.add(f"{where}.activities", f"must be a list, got {_type_name(raw)}")
+        raw = []
+    if len(raw) > MAX_ACTIVITIES_PER_LEAD:
+        problems.add(
+            f"{where}.activities", f"at most {MAX_ACTIVITIES_PER_LEAD} activities per lead, got {len(raw)}"
+        )
+        raw = []
+    for j, activity in enumerate(raw):
+        at = f"{where}.activities[{j}]"
+        if not isinstance(activity, dict):
+            problems.add(at, f"must be an object, got {_type_name(activity)}")
+            continue
+        extra = sorted(set(activity) - {*ACTIVITY_FIELDS, "lead_id"})
+        if extra:
+            allowed = ", ".join(ACTIVITY_FIELDS)
+            problems.add(at, f"unknown field(s) {', '.join(extra)}; an activity has {allowed}")
+        if "lead_id" in activity and activity["lead_id"] != item.get("lead_id"):
+            problems.add(f"{at}.lead_id", "differs from the lead's lead_id")
+        kind = activity.get("activity_type")
+        if not isinstance(kind, str) or kind not in vocab["activity_type"]:
+            problems.add(
+                f"{at}.activity_type", f"must be one of {', '.join(vocab['activity_type'])}; got {kind!r}"
+            )
+            continue
+        try:
+            activities.append((_timestamp(activity.get("occurred_at")), kind))
+        except ValueError as exc:
+            problems.add(f"{at}.occurred_at", str(exc))
+    if problems.total > before:
+        return None
+    return LeadPayload(i, lead_id, attrs, activities)
+
+
+def parse_request(conf: Any, max_leads: int = MAX_LEADS_PER_REQUEST) -> ScoreRequest:
+    """Check a request completely before any work; raises RequestError naming every problem."""
     if not isinstance(conf, dict):
-        raise RequestError("invalid_request", 'conf must be a JSON object like {"leads": [...]}')
+        raise RequestError(
+            "invalid_request",
+            f'the request must be a JSON object like {{"leads": [...]}}, got {_type_name(conf)}',
+        )
+    unknown = sorted(set(conf) - {"leads", "as_of"})
+    if unknown:
+        raise RequestError(
+            "invalid_request",
+            f"unknown key(s) {', '.join(unknown)}; a request has leads and optionally as_of",
+            {"unknown": unknown},
+        )
+    as_of = None
+    if conf.get("as_of") is not None:
+        raw = conf["as_of"]
+        try:
+            as_of = date.fromisoformat(raw) if isinstance(raw, str) and len(raw) == 10 else None
+        except ValueError:
+            as_of = None
+        if as_of is None:
+            raise RequestError("invalid_request", f"as_of must be a date YYYY-MM-DD, got {raw!r}")
     leads = conf.get("leads")
     if not isinstance(leads, list) or not leads:
-        raise RequestError("invalid_request", "conf.leads must be a non-empty list")
+        raise RequestError("invalid_request", "leads must be a non-empty list of lead objects")
     if len(leads) > max_leads:
         raise RequestError(
             "too_many_leads",
             f"at most {max_leads} leads per request, got {len(leads)}",
             {"max": max_leads, "got": len(leads)},
+            status=413,
         )
-    ids: list[int] = []
+    problems = _Problems()
+    items: list[LeadRef | LeadPayload] = []
     for i, item in enumerate(leads):
-        if not isinstance(item, dict) or "lead_id" not in item:
-            raise RequestError("invalid_lead", f"leads[{i}] must be an object with lead_id", {"index": i})
-        lead_id = item["lead_id"]
-        if isinstance(lead_id, bool) or not isinstance(lead_id, int):
+        if not isinstance(item, dict):
+            problems.add(f"leads[{i}]", f"must be an object, got {_type_name(item)}")
+            continue
+        if "lead_id" not in item:
+            problems.add(f"leads[{i}].lead_id", "is required")
+            continue
+        if set(item) == {"lead_id"}:
+            try:
+                items.append(LeadRef(i, _lead_id(item["lead_id"])))
+            except ValueError as exc:
+                problems.add(f"leads[{i}].lead_id", str(exc))
+            continue
+        payload = _parse_payload(i, item, problems)
+        if payload is not None:
+            items.append(payload)
+    problems.raise_if_any()
+    seen: dict[int, int] = {}
+    for item in items:
+        if item.lead_id in seen:
             raise RequestError(
-                "invalid_lead",
-                f"leads[{i}].lead_id must be an integer, got {type(lead_id).__name__}",
-                {"index": i},
+                "duplicate_lead",
+                f"lead_id {item.lead_id} appears twice (leads[{seen[item.lead_id]}] and leads[{item.index}])",
+                {"lead_id": item.lead_id},
             )
-        ids.append(lead_id)
-    return ids
+        seen[item.lead_id] = item.index
+    return ScoreRequest(items, as_of)
 
 
-def latest_features_path(settings: Settings) -> Path:
-    files = sorted((settings.features_dir / "lead_features").glob("*.parquet"))
-    if not files:
-        raise RequestError("no_features", "no lead_features have been built yet: run score_leads first")
-    return files[-1]
+# --------------------------------------------------------------------------------------------
+# Feature SQL: compiled once per version of the dbt project
+# --------------------------------------------------------------------------------------------
+
+SQL_FORMAT = 1
+SENTINELS = ("1111-11-11", "1222-02-22")
+# dbt renders sources under this made-up data dir; the scorer swaps them for payload tables.
+_SENTINEL_DATA_DIR = "/__mlsys_on_demand__/data"
+_PROJECT_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".py"}
+_SKIP_DIRS = {"target", "logs", "dbt_packages", "dbt_modules", ".venv"}
 
 
-def score_leads(conf: Any, settings: Settings | None = None) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class FeatureSQL:
+    """The lead_features query for in-memory payload tables, `as_of` still a sentinel."""
+
+    project_hash: str
+    sql: str
+    sources: dict[str, str]  # raw table name -> relation the caller registers
+
+    def render(self, as_of: date) -> str:
+        return self.sql.replace(f"'{SENTINELS[0]}'", f"'{as_of.isoformat()}'")
+
+
+def project_hash(settings: Settings) -> str:
+    """Hash of the dbt project's files and of the vars the nightly run passes."""
+    digest = hashlib.sha256(f"format={SQL_FORMAT}\n".encode())
+    root = settings.dbt_project_dir
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if (rel.parts and rel.parts[0] in _SKIP_DIRS) or path.suffix not in _PROJECT_SUFFIXES:
+            continue
+        if path.is_file():
+            digest.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update(json.dumps(_dbt_vars(settings, SENTINELS[0]), sort_keys=True).encode())
+    digest.update(os.environ.get("MLSYS_DBT_TARGET", "dev").encode())
+    return digest.hexdigest()[:16]
+
+
+def _dbt_vars(settings: Settings, as_of: str) -> dict[str, Any]:
+    # The vars features.build passes, so the compiled text is what the nightly run executes.
+    return {"as_of": as_of, "horizon_days": settings.horizon_days, "snapshot_weeks": settings.snapshot_weeks}
+
+
+def _sql_cache_dir(settings: Settings) -> Path:
+    return settings.home / "dbt" / "on_demand"
+
+
+def _dbt_executable() -> str:
+    local = Path(sys.executable).with_name("dbt")
+    found = str(local) if local.exists() else shutil.which("dbt")
+    if not found:
+        raise UnavailableError("feature_sql", "the dbt executable is not installed next to this Python")
+    return found
+
+
+def _compile_manifest(settings: Settings, sentinel: str, workdir: Path) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        # A scratch in-memory profile and a data dir that does not exist: compiling must not
+        # touch (or wait for the lock of) the nightly warehouse file.
+        "MLSYS_WAREHOUSE": ":memory:",
+        "MLSYS_DATA_DIR": _SENTINEL_DATA_DIR,
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    target = workdir / f"target-{sentinel}"
+    args = [
+        _dbt_executable(),
+        "compile",
+        "--quiet",
+        "--no-partial-parse",
+        "--project-dir",
+        str(settings.dbt_project_dir),
+        "--profiles-dir",
+        str(settings.dbt_project_dir),
+        "--target-path",
+        str(target),
+        "--log-path",
+        str(workdir / "logs"),
+        "--select",
+        f"+{FEATURES_MART}",
+        "--vars",
+        json.dumps(_dbt_vars(settings, sentinel)),
+    ]
+    try:
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise UnavailableError("feature_sql", f"dbt compile of lead_features could not run: {exc}") from exc
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
+        raise UnavailableError("feature_sql", "dbt compile of lead_features failed", {"dbt": tail})
+    return dict(json.loads((target / "manifest.json").read_text()))
+
+
+def _assemble(manifest: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """One self-contained query: upstream models as CTEs, raw sources as payload relations."""
+    nodes, sources = manifest["nodes"], manifest["sources"]
+    roots = [k for k, n in nodes.items() if n["resource_type"] == "model" and n["name"] == FEATURES_MART]
+    if not roots:
+        raise UnavailableError("feature_sql", f"model {FEATURES_MART} is not in the dbt project")
+    order: list[str] = []
+
+    def visit(unique_id: str) -> None:
+        if unique_id in order:
+            return
+        node = nodes.get(unique_id) or sources[unique_id]
+        for parent in node.get("depends_on", {}).get("nodes", []):
+            visit(parent)
+        order.append(unique_id)
+
+    visit(roots[0])
+    replacements: dict[str, str] = {}
+    tables: dict[str, str] = {}
+    for unique_id in order:
+        if unique_id in sources:
+            name = sources[unique_id]["name"]
+            tables[name] = f"__mlsys_raw_{name}"
+            replacements[sources[unique_id]["relation_name"]] = tables[name]
+        elif nodes[unique_id]["config"]["materialized"] != "ephemeral" and unique_id != roots[0]:
+            replacements[nodes[unique_id]["relation_name"]] = f"__mlsys_ref_{nodes[unique_id]['name']}"
+    unsupported = sorted(set(tables) - {"leads", "activities"})
+    if unsupported:
+        raise UnavailableError(
+            "feature_sql",
+            f"{FEATURES_MART} reads source(s) {', '.join(unsupported)} that a payload does not carry",
+        )
+
+    def substitute(code: str) -> str:
+        for relation in sorted(replacements, key=len, reverse=True):
+            code = code.replace(relation, replacements[relation])
+        return code
+
+    ctes = []
+    for unique_id in order:
+        node = nodes.get(unique_id)
+        if node is None or unique_id == roots[0] or node["config"]["materialized"] == "ephemeral":
+            continue
+        ctes.append(f"{replacements[node['relation_name']]} as (\n{substitute(node['compiled_code'])}\n)")
+    body = substitute(nodes[roots[0]]["compiled_code"])
+    sql = ("with " + ",\n".join(ctes) + "\n" if ctes else "") + f"select * from (\n{body}\n) as features"
+    leftovers = [r for r in ("read_parquet(", _SENTINEL_DATA_DIR, '"memory".') if r in sql]
+    if leftovers:
+        raise UnavailableError(
+            "feature_sql",
+            f"the compiled {FEATURES_MART} SQL still reads {leftovers}: cannot run it on a payload",
+        )
+    return sql, tables
+
+
+def compile_feature_sql(settings: Settings) -> FeatureSQL:
+    """`dbt compile` the lead_features lineage (twice, in parallel) into a FeatureSQL."""
+    digest = project_hash(settings)
+    start = perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mlsys-dbt-compile-") as tmp, ThreadPoolExecutor(2) as pool:
+        manifests = list(pool.map(lambda s: _compile_manifest(settings, s, Path(tmp)), SENTINELS))
+    (sql_a, tables), (sql_b, _) = (_assemble(m) for m in manifests)
+    if sql_a.count(f"'{SENTINELS[0]}'") == 0 or sql_a.replace(SENTINELS[0], SENTINELS[1]) != sql_b:
+        # as_of reached the SQL in another form (date arithmetic in Jinja, a formatted
+        # string): substituting the literal would compute features unlike the nightly ones.
+        raise UnavailableError(
+            "feature_sql",
+            f"{FEATURES_MART} uses var('as_of') other than as a date literal; on-demand payloads "
+            "cannot reuse its compiled SQL",
+        )
+    log.info("compiled %s for on-demand payloads in %.1fs", FEATURES_MART, perf_counter() - start)
+    return FeatureSQL(digest, sql_a, tables)
+
+
+def load_feature_sql(settings: Settings) -> FeatureSQL:
+    """The cached FeatureSQL of the current project files, compiling it when missing."""
+    digest = project_hash(settings)
+    cache_dir = _sql_cache_dir(settings)
+    path = cache_dir / f"{FEATURES_MART}-{digest}.json"
+    if not path.exists():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        # One compile per machine even when several api-server workers ask at once.
+        with open(cache_dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if not path.exists():
+                    compiled = compile_feature_sql(settings)
+                    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                    tmp.write_text(
+                        json.dumps({"format": SQL_FORMAT, "sql": compiled.sql, "sources": compiled.sources})
+                    )
+                    os.replace(tmp, path)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    raw = json.loads(path.read_text())
+    return FeatureSQL(digest, raw["sql"], dict(raw["sources"]))
+
+
+# --------------------------------------------------------------------------------------------
+# The model input and the champion
+# --------------------------------------------------------------------------------------------
+
+
+def model_arrays(table: Any, numeric: list[str], categorical: list[str]) -> dict[str, np.ndarray]:
+    """Each feature column of an Arrow table as the model sees it: float64 with NaN for
+    numerics, objects with NaN for missing categories (the representation of
+    ``model.prepare_frame``, at training and nightly scoring alike)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    present = set(table.column_names)  # a new list per access: look it up once
+    missing = [c for c in [*numeric, *categorical] if c not in present]
+    if missing:
+        raise KeyError(f"feature columns missing from the data: {', '.join(missing)}")
+    arrays: dict[str, np.ndarray] = {}
+    for name in numeric:
+        arrays[name] = pc.cast(table.column(name), pa.float64()).to_numpy(zero_copy_only=False)
+    for name in categorical:
+        column = table.column(name)
+        values = np.array(column.to_pylist(), dtype=object)
+        values[column.is_null().to_numpy(zero_copy_only=False)] = np.nan
+        arrays[name] = values
+    return arrays
+
+
+def model_frame(table: Any, numeric: list[str], categorical: list[str]) -> Any:
+    """The champion's input frame from an Arrow table, equal to
+    ``model.prepare_frame(table.to_pandas(), ...)``."""
+    import pandas as pd
+
+    arrays = model_arrays(table, numeric, categorical)
+    columns: dict[str, Any] = {name: arrays[name] for name in numeric}
+    for name in categorical:
+        # A Series pins the object dtype: pandas 3 would infer its string dtype from a bare array.
+        columns[name] = pd.Series(arrays[name], dtype=object, copy=False)
+    return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows), copy=False)
+
+
+def _column_blocks(preprocess: Any) -> list[tuple[Any, list[str]]] | None:
+    """The fitted column transformer as (transformer, columns) blocks that take numpy arrays:
+    its output is their outputs side by side. Each transformer is a copy without the column
+    names it was fitted with, so an array is accepted without a warning. None when the
+    transformer has a shape this does not handle (the caller scores the regular way)."""
+    from sklearn.compose import ColumnTransformer
+
+    if not isinstance(preprocess, ColumnTransformer) or getattr(preprocess, "sparse_output_", False):
+        return None
+    blocks = []
+    for _name, transformer, columns in preprocess.transformers_:
+        if isinstance(transformer, str):
+            if transformer == "drop":
+                continue
+            return None  # passthrough
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            return None
+        stripped = copy.deepcopy(transformer)
+        for _, step in getattr(stripped, "steps", [(None, stripped)]):
+            vars(step).pop("feature_names_in_", None)
+        vars(stripped).pop("feature_names_in_", None)
+        blocks.append((stripped, list(columns)))
+    return blocks or None
+
+
+def _transform_blocks(blocks: list[tuple[Any, list[str]]], arrays: dict[str, np.ndarray]) -> np.ndarray:
+    return np.hstack([t.transform(np.column_stack([arrays[c] for c in cols])) for t, cols in blocks])
+
+
+class Champion:
+    """A loaded model version and how it scores: probability, band, reasons.
+
+    Scoring a few rows is dominated by scikit-learn's per-call overhead, most of it the column
+    transformer handling a pandas frame (about 5 ms for one row here), and the nightly path
+    transforms every row twice (once inside ``predict_proba``, once for the reasons). Here
+    the fitted transformers get numpy blocks straight from Arrow, once, and the calibrated
+    classifier and the explainer read that output: about ten times faster per request.
+    At load time this is compared with the nightly computation (``predict_proba`` and the
+    explainer on a pandas frame) on probe rows, bit for bit; if anything differs, the nightly
+    computation is what scores.
+    """
+
+    def __init__(self, loaded: registry.LoadedModel) -> None:
+        from mlsys.model import Explainer, ReasonSpec
+
+        self.loaded = loaded
+        self.name = loaded.name
+        self.version = loaded.version
+        self.numeric = loaded.numeric
+        self.categorical = loaded.categorical
+        self.cutoffs = dict(loaded.metadata["score_bands"])
+        reasons = loaded.metadata.get("reasons")
+        self.spec = ReasonSpec(**reasons) if reasons else None
+        self.explainer = Explainer(loaded.model, self.spec) if self.spec else None
+        self.loaded_at = datetime.now(UTC)
+        self._fast: tuple[Any, Any, Any] | None = None
+        try:
+            self._fast = self._split()
+        except Exception as exc:  # noqa: BLE001 - an unusual model shape scores the regular way
+            log.info("model %s v%s: no split scoring (%s)", self.name, self.version, exc)
+        self.split_scoring = self._fast is not None
+
+    def _split(self) -> tuple[Any, Any, Any] | None:
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.preprocessing import FunctionTransformer
+
+        from mlsys.model import Explainer, base_pipeline
+
+        model = self.loaded.model
+        pipeline = base_pipeline(model)
+        if not isinstance(model, CalibratedClassifierCV) or pipeline is model:
+            return None
+        if pipeline.steps[0][0] != "preprocess":
+            return None
+        preprocess = pipeline.steps[0][1]
+        blocks = _column_blocks(preprocess)
+        if blocks is None:
+            return None
+        after = pipeline[1:]  # SMOTE (fit-only, skipped at predict) and the classifier
+        calibrated = copy.copy(model)
+        calibrated.calibrated_classifiers_ = []
+        for part in model.calibrated_classifiers_:
+            part = copy.copy(part)
+            part.estimator = after
+            calibrated.calibrated_classifiers_.append(part)
+        probe = self._probe_table(preprocess)
+        z_probe = _transform_blocks(blocks, model_arrays(probe, self.numeric, self.categorical))
+        explainer = None
+        if self.spec is not None:
+            identity = FunctionTransformer().fit(z_probe)
+            explainer = Explainer(type(pipeline)([("preprocess", identity), *pipeline.steps[1:]]), self.spec)
+        fast = (blocks, calibrated, explainer)
+        p_ref, reasons_ref = self._predict_reference(probe)
+        p_fast, reasons_fast = self._predict_split(probe, fast)
+        if not np.array_equal(p_ref, p_fast) or reasons_ref != reasons_fast:
+            log.warning("%s v%s: split scoring differs on probe rows; not used", self.name, self.version)
+            return None
+        return fast
+
+    def _probe_table(self, preprocess: Any) -> Any:
+        """Rows that exercise imputation, scaling and every categorical path."""
+        import pyarrow as pa
+
+        numeric_stats: dict[str, float] = {}
+        categories: dict[str, list[str]] = {}
+        for name, step, columns in preprocess.transformers_:
+            steps = getattr(step, "named_steps", {})
+            imputer = steps.get("simpleimputer")
+            encoder = steps.get("onehotencoder")
+            for i, column in enumerate(columns if isinstance(columns, list) else []):
+                if encoder is not None:
+                    categories[column] = [c for c in encoder.categories_[i] if isinstance(c, str)]
+                elif imputer is not None and name == "num":
+                    numeric_stats[column] = float(imputer.statistics_[i])
+        rows = range(6)
+        data: dict[str, Any] = {}
+        for column in self.numeric:
+            base = numeric_stats.get(column, 1.0)
+            data[column] = pa.array(
+                [None if k == 0 else base * k + (k - 1) * 3.0 for k in rows], pa.float64()
+            )
+        for column in self.categorical:
+            levels = [*(categories.get(column) or []), "__unseen__"]
+            data[column] = pa.array(
+                [None if k == 0 else levels[(k - 1) % len(levels)] for k in rows], pa.string()
+            )
+        return pa.table(data)
+
+    def _predict_reference(self, table: Any) -> tuple[np.ndarray, list[Any]]:
+        # Exactly what mlsys.score does for the nightly partition.
+        x = model_frame(table, self.numeric, self.categorical)
+        p = self.loaded.model.predict_proba(x)[:, 1]
+        reasons = self.explainer.top_reasons(x) if self.explainer else [[] for _ in range(len(p))]
+        return np.asarray(p), reasons
+
+    def _predict_split(self, table: Any, fast: tuple[Any, Any, Any]) -> tuple[np.ndarray, list[Any]]:
+        blocks, calibrated, explainer = fast
+        z = _transform_blocks(blocks, model_arrays(table, self.numeric, self.categorical))
+        p = calibrated.predict_proba(z)[:, 1]
+        reasons = explainer.top_reasons(z) if explainer else [[] for _ in range(len(p))]
+        return np.asarray(p), reasons
+
+    def predict(self, table: Any) -> tuple[np.ndarray, list[Any], np.ndarray]:
+        """Scores, top reasons and bands of the rows of an Arrow table of features."""
+        from mlsys.score import band_of
+
+        if self._fast is not None:
+            p, reasons = self._predict_split(table, self._fast)
+        else:
+            p, reasons = self._predict_reference(table)
+        return p, reasons, band_of(p, self.cutoffs)
+
+    def describe(self) -> dict[str, Any]:
+        meta = self.loaded.metadata
+        return {
+            "model_name": self.name,
+            "model_version": self.version,
+            "alias": registry.CHAMPION,
+            "run_id": self.loaded.run_id,
+            "features": {"numeric": self.numeric, "categorical": self.categorical},
+            "score_bands": self.cutoffs,
+            "holdout_date": meta.get("holdout_date"),
+            "horizon_days": meta.get("horizon_days"),
+            "loaded_at": self.loaded_at.isoformat(),
+            "split_scoring": self.split_scoring,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Published features (lead_id items)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _FeatureFile:
+    """One lead_features file in memory, indexed by lead_id."""
+
+    stamp: tuple[int, int]
+    table: Any  # pyarrow.Table, the champion's columns + lead_id
+    sorted_ids: np.ndarray
+    order: np.ndarray
+
+    def take(self, ids: list[int]) -> tuple[Any, list[int]]:
+        if len(self.sorted_ids) == 0:
+            return self.table.slice(0, 0), list(ids)
+        wanted = np.asarray(ids, dtype=np.int64)
+        pos = np.searchsorted(self.sorted_ids, wanted)
+        pos = np.minimum(pos, len(self.sorted_ids) - 1)
+        found = self.sorted_ids[pos] == wanted
+        unknown = [int(i) for i in wanted[~found]]
+        return self.table.take(self.order[pos[found]]), unknown
+
+
+def published_dates(settings: Settings) -> list[date]:
+    """score_date of every published partition, oldest first."""
+    out = []
+    for folder in settings.scored_dir.glob("score_date=*"):
+        try:
+            day = date.fromisoformat(folder.name.split("=", 1)[1])
+        except ValueError:
+            continue
+        if any(folder.glob("*.parquet")):
+            out.append(day)
+    return sorted(out)
+
+
+# --------------------------------------------------------------------------------------------
+# The scorer
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Cached:
+    value: Any = None
+    checked: float = float("-inf")
+    key: Any = None
+    failed: tuple[Any, ScoringError] | None = None  # (key, error) of the last failed load
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Scorer:
+    """Scores requests with the champion; safe to share between threads.
+
+    Hot state is kept between requests: the champion (reloaded when the alias moves, checked
+    at most every ``refresh_seconds``), the compiled feature SQL (recompiled when the dbt
+    project's files change), one in-memory DuckDB connection per thread, and, with
+    ``cache_features``, the published lead_features file in memory (about 8 bytes per lead
+    and numeric feature) so a lead_id lookup reads no file. A one-shot caller (the DAG task)
+    passes ``cache_features=False`` and reads only the requested rows.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        refresh_seconds: float | None = None,
+        cache_features: bool = True,
+        model_version: str | None = None,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.refresh_seconds = (
+            self.settings.on_demand_refresh_seconds if refresh_seconds is None else refresh_seconds
+        )
+        self.cache_features = cache_features
+        self.pinned_version = model_version
+        self._champion = _Cached()
+        self._sql = _Cached()
+        self._published = _Cached()
+        self._files: dict[Path, _FeatureFile] = {}
+        self._files_lock = threading.Lock()
+        self._local = threading.local()
+        self._client: Any = None
+
+    # -- champion --------------------------------------------------------------------------
+
+    def _alias_version(self) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        if self._client is None:
+            registry.configure(self.settings)
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.settings.mlflow_tracking_uri)
+        try:
+            mv = self._client.get_model_version_by_alias(self.settings.model_name, registry.CHAMPION)
+        except MlflowException as exc:
+            if "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(exc):
+                return None
+            raise
+        return str(mv.version)
+
+    def champion(self) -> Champion:
+        """The current champion, loaded once per version."""
+        state = self._champion
+        with state.lock:
+            current: Champion | None = state.value
+            due = monotonic() - state.checked >= self.refresh_seconds
+            if current is not None and not due:
+                return current
+            version = self.pinned_version or self._alias_version()
+            state.checked = monotonic()
+            if version is None:
+                raise UnavailableError(
+                    "no_champion",
+                    f"no version of {self.settings.model_name!r} holds the {registry.CHAMPION!r} alias: "
+                    "run the retrain DAG first",
+                )
+            if current is not None and current.version == version:
+                return current
+            # Loading takes seconds; it happens under the lock on purpose, so concurrent
+            # requests wait for one load instead of each loading the same version.
+            log.info("loading %s version %s for on-demand scoring", self.settings.model_name, version)
+            state.value = Champion(registry.load_version(self.settings, version))
+            return state.value
+
+    # -- feature SQL ------------------------------------------------------------------------
+
+    def feature_sql(self) -> FeatureSQL:
+        state = self._sql
+        with state.lock:
+            if state.key is None or monotonic() - state.checked >= self.refresh_seconds:
+                state.key = project_hash(self.settings)
+                state.checked = monotonic()
+            if state.value is not None and state.value.project_hash == state.key:
+                return state.value
+            # A project that does not compile fails fast until its files change, instead of
+            # starting two dbt processes per request.
+            if state.failed is not None and state.failed[0] == state.key:
+                raise state.failed[1]
+            try:
+                state.value = load_feature_sql(self.settings)
+            except ScoringError as exc:
+                state.failed = (state.key, exc)
+                raise
+            return state.value
+
+    def _connection(self) -> Any:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            import duckdb
+
+            con = duckdb.connect(config={"threads": 1})
+            # The compiled SQL only ever reads the registered payload tables.
+            con.execute("set enable_external_access = false")
+            self._local.con = con
+        return con
+
+    def payload_features(self, payloads: list[LeadPayload], as_of: date) -> Any:
+        """lead_features rows of the payloads as of `as_of`, from the nightly SQL."""
+        import pyarrow as pa
+
+        feature_sql = self.feature_sql()
+        ts = pa.timestamp("us")
+        leads = pa.table(
+            {
+                "lead_id": pa.array([p.lead_id for p in payloads], pa.int64()),
+                "created_at": pa.array([p.attributes["created_at"] for p in payloads], ts),
+                "source": pa.array([p.attributes["source"] for p in payloads], pa.string()),
+                "industry": pa.array([p.attributes["industry"] for p in payloads], pa.string()),
+                "country": pa.array([p.attributes["country"] for p in payloads], pa.string()),
+                "company_size": pa.array([p.attributes["company_size"] for p in payloads], pa.int64()),
+                "job_level": pa.array([p.attributes["job_level"] for p in payloads], pa.string()),
+            }
+        )
+        activities = pa.table(
+            {
+                "lead_id": pa.array([p.lead_id for p in payloads for _ in p.activities], pa.int64()),
+                "occurred_at": pa.array([a[0] for p in payloads for a in p.activities], ts),
+                "activity_type": pa.array([a[1] for p in payloads for a in p.activities], pa.string()),
+            }
+        )
+        con = self._connection()
+        con.register(feature_sql.sources["leads"], leads)
+        con.register(feature_sql.sources["activities"], activities)
+        try:
+            return con.sql(feature_sql.render(as_of)).to_arrow_table()
+        finally:
+            con.unregister(feature_sql.sources["leads"])
+            con.unregister(feature_sql.sources["activities"])
+
+    # -- published features -----------------------------------------------------------------
+
+    def latest_published(self) -> date:
+        state = self._published
+        with state.lock:
+            if state.value is None or monotonic() - state.checked >= self.refresh_seconds:
+                dates = published_dates(self.settings)
+                state.value = dates[-1] if dates else None
+                state.checked = monotonic()
+            if state.value is None:
+                raise UnavailableError(
+                    "no_features",
+                    "no scored partition is published yet, so there are no features to look lead ids "
+                    "up in: run the score_leads DAG first (or send full lead payloads)",
+                )
+            return state.value
+
+    def lookup(self, ids: list[int], as_of: date, columns: list[str]) -> tuple[Any, list[int]]:
+        """Rows of `ids` in the lead_features file of `as_of`, and the ids it lacks."""
+        path = self.settings.lead_features_path(as_of)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise RequestError(
+                "no_features",
+                f"no lead_features for as_of {as_of}: look leads up as of a published date "
+                "(omit as_of for the latest) or send full payloads",
+                {"as_of": as_of.isoformat()},
+                status=404,
+            ) from None
+        wanted = ["lead_id", *columns]
+        if not self.cache_features:
+            import duckdb
+
+            with duckdb.connect() as con:
+                # Ids travel as a bound parameter, never formatted into the SQL text.
+                table = con.sql(
+                    "select * from read_parquet($path) where lead_id in (select unnest($ids::bigint[]))",
+                    params={"path": str(path), "ids": ids},
+                ).to_arrow_table()
+            table = table.select([c for c in wanted if c in table.column_names])
+            found = set(table.column("lead_id").to_pylist())
+            return _align(table, ids), [i for i in ids if i not in found]
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        with self._files_lock:
+            cached = self._files.get(path)
+            if cached is None or cached.stamp != stamp or not set(wanted) <= set(cached.table.column_names):
+                import pyarrow.parquet as pq
+
+                available = pq.read_schema(path).names
+                table = pq.read_table(path, columns=[c for c in wanted if c in available])
+                lead_ids = table.column("lead_id").to_numpy()
+                order = np.argsort(lead_ids, kind="stable")
+                cached = _FeatureFile(stamp, table, lead_ids[order], order)
+                # Keep the latest few files; older dates are rare lookups.
+                self._files = dict(list(self._files.items())[-2:])
+                self._files[path] = cached
+        return cached.take(ids)
+
+    # -- scoring ----------------------------------------------------------------------------
+
+    def score(self, conf: Any) -> list[dict[str, Any]]:
+        """Score a request; emits the on-demand metrics whatever happens."""
+        start = perf_counter()
+        try:
+            results = self._score(conf)
+        except Exception:
+            metrics.incr("predictions.error", settings=self.settings)
+            raise
+        finally:
+            metrics.timing("prediction.duration", perf_counter() - start, self.settings)
+        metrics.incr("predictions.success", settings=self.settings)
+        metrics.histogram("prediction.batch_size", len(results), self.settings)
+        return results
+
+    def _score(self, conf: Any) -> list[dict[str, Any]]:
+        request = parse_request(conf, self.settings.on_demand_max_leads)
+        champion = self.champion()
+        results: dict[int, dict[str, Any]] = {}
+        if request.refs:
+            as_of = request.as_of or self.latest_published()
+            ids = [r.lead_id for r in request.refs]
+            table, unknown = self.lookup(ids, as_of, [*champion.numeric, *champion.categorical])
+            if unknown:
+                raise RequestError(
+                    "unknown_leads",
+                    f"{len(unknown)} lead id(s) not in the features as of {as_of}: send full payloads "
+                    "for leads the nightly run has not seen",
+                    {"lead_ids": unknown[:20], "as_of": as_of.isoformat()},
+                    status=404,
+                )
+            self._emit(champion, table, request.refs, as_of, results)
+        if request.payloads:
+            as_of = request.as_of or datetime.now(UTC).date() + timedelta(days=1)
+            payloads = request.payloads
+            table = self.payload_features(payloads, as_of)
+            ids = [p.lead_id for p in payloads]
+            present = set(table.column("lead_id").to_pylist())
+            late = [p for p in payloads if p.lead_id not in present]
+            if late:
+                raise RequestError(
+                    "lead_not_known_at_as_of",
+                    f"{len(late)} lead(s) created on or after as_of {as_of}: features as of a date use only "
+                    "what happened before it; pass a later as_of",
+                    {"lead_ids": [p.lead_id for p in late][:20], "as_of": as_of.isoformat()},
+                )
+            self._emit(champion, _align(table, ids), payloads, as_of, results)
+        return [results[i] for i in range(len(request.items))]
+
+    @staticmethod
+    def _emit(
+        champion: Champion,
+        table: Any,
+        items: Iterable[LeadRef | LeadPayload],
+        as_of: date,
+        out: dict[int, dict[str, Any]],
+    ) -> None:
+        p, reasons, bands = champion.predict(table)
+        for item, score, reason, band in zip(items, p.tolist(), reasons, bands.tolist(), strict=True):
+            out[item.index] = {
+                "lead_id": item.lead_id,
+                "score": score,
+                "score_band": str(band),
+                "top_reasons": reason,
+                "model_name": champion.name,
+                "model_version": champion.version,
+                "as_of": as_of.isoformat(),
+            }
+
+    def describe(self) -> dict[str, Any]:
+        """The champion being served (GET /mlsys/model)."""
+        info = self.champion().describe()
+        info["max_leads_per_request"] = self.settings.on_demand_max_leads
+        try:
+            info["lead_id_features_as_of"] = self.latest_published().isoformat()
+        except UnavailableError:
+            info["lead_id_features_as_of"] = None
+        return info
+
+
+def _align(table: Any, ids: list[int]) -> Any:
+    """`table`'s rows in the order of `ids` (each id once in the table)."""
+    import pyarrow as pa
+
+    position = {lead_id: i for i, lead_id in enumerate(table.column("lead_id").to_pylist())}
+    index = [position[i] for i in ids if i in position]
+    return table.take(pa.array(index, pa.int64()))
+
+
+_SCORERS: dict[tuple[Any, ...], Scorer] = {}
+_SCORERS_LOCK = threading.Lock()
+
+
+def get_scorer(settings: Settings | None = None, *, cache_features: bool = True) -> Scorer:
+    """One scorer per process and configuration, so the hot state survives between calls."""
+    settings = settings or Settings.from_env()
+    key = (
+        settings.home,
+        settings.data_dir,
+        settings.mlflow_tracking_uri,
+        settings.model_name,
+        settings.dbt_project_dir,
+        settings.on_demand_max_leads,
+        cache_features,
+    )
+    with _SCORERS_LOCK:
+        if key not in _SCORERS:
+            _SCORERS[key] = Scorer(settings, cache_features=cache_features)
+        return _SCORERS[key]
+
+
+def score_leads(
+    conf: Any, settings: Settings | None = None, *, cache_features: bool = True
+) -> list[dict[str, Any]]:
+    """Score one request with this process's scorer (the DAG task and the CLI call this)."""
+    return get_scorer(settings, cache_features=cache_features).score(conf)
+
+
+def payloads_from_raw(settings: Settings, lead_ids: list[int], before: date) -> list[dict[str, Any]]:
+    """Request items for `lead_ids` built from the raw landing tables: the lead's attributes and
+    its activities before `before`, as a CRM would send them (the parity test and the
+    benchmark use this; it is also a way to see what a payload looks like)."""
     import duckdb
 
-    from mlsys.model import ReasonSpec, linear_contributions, prepare_frame, top_reasons
-    from mlsys.score import band_of
-
-    settings = settings or Settings.from_env()
-    ids = parse_request(conf)
-    path = latest_features_path(settings)
-    champion = registry.load_champion(settings)
-    con = duckdb.connect()
-    # Ids travel as a bound parameter, never formatted into the SQL text.
-    frame = con.execute(
-        "select * from read_parquet(?) where lead_id in (select unnest(?::bigint[]))",
-        [str(path), ids],
-    ).df()
-    unknown = sorted(set(ids) - set(frame["lead_id"].tolist()))
-    if unknown:
-        raise RequestError(
-            "unknown_leads",
-            f"{len(unknown)} lead id(s) not found in {path.name}",
-            {"lead_ids": unknown[:20]},
+    raw = settings.raw_dir
+    with duckdb.connect() as con:
+        con.execute("set TimeZone = 'UTC'")
+        leads = con.sql(
+            f"select {', '.join(LEAD_FIELDS)} from read_parquet($leads, union_by_name = true) "
+            "where lead_id in (select unnest($ids::bigint[])) "
+            "qualify row_number() over (partition by lead_id order by created_at) = 1",
+            params={"leads": str(raw / "leads" / "*.parquet"), "ids": lead_ids},
+        ).fetchall()
+        activities = con.sql(
+            "select lead_id, occurred_at, activity_type from read_parquet($acts, union_by_name = true) "
+            "where lead_id in (select unnest($ids::bigint[])) and occurred_at < $before "
+            "order by lead_id, occurred_at",
+            params={"acts": str(raw / "activities" / "*.parquet"), "ids": lead_ids, "before": before},
+        ).fetchall()
+    by_lead: dict[int, list[dict[str, Any]]] = {}
+    for lead_id, occurred_at, kind in activities:
+        by_lead.setdefault(lead_id, []).append(
+            {"occurred_at": occurred_at.isoformat(), "activity_type": kind}
         )
-    frame = frame.set_index("lead_id").loc[ids].reset_index()
-    x = prepare_frame(frame, champion.numeric, champion.categorical)
-    p = champion.model.predict_proba(x)[:, 1]
-    reasons_meta = champion.metadata.get("reasons")
-    if reasons_meta:
-        contributions, names = linear_contributions(champion.model, x, ReasonSpec(**reasons_meta))
-        reasons = top_reasons(contributions, names)
-    else:
-        reasons = [[] for _ in ids]
-    bands = band_of(p, champion.metadata["score_bands"])
-    return [
-        {
-            "lead_id": int(lead_id),
-            "score": float(score),
-            "score_band": str(band),
-            "top_reasons": reason,
-            "model_name": champion.name,
-            "model_version": champion.version,
+    found: dict[int, dict[str, Any]] = {}
+    for row in leads:
+        item: dict[str, Any] = {
+            k: (v.isoformat() if isinstance(v, datetime) else v)
+            for k, v in zip(LEAD_FIELDS, row, strict=True)
         }
-        for lead_id, score, band, reason in zip(ids, np.asarray(p), bands, reasons, strict=True)
-    ]
+        item["activities"] = by_lead.get(row[0], [])
+        found[row[0]] = item
+    return [found[i] for i in lead_ids if i in found]
+
+
+def warm_up(scorer: Scorer, *, payloads: bool = True) -> dict[str, Any]:
+    """Load what the first request would otherwise wait for; errors are returned, not raised."""
+    done: dict[str, Any] = {}
+    steps: list[tuple[str, Callable[[], Any]]] = [("champion", scorer.champion)]
+    if payloads:
+        steps.append(("feature_sql", scorer.feature_sql))
+    for name, step in steps:
+        try:
+            step()
+            done[name] = "ready"
+        except Exception as exc:  # noqa: BLE001 - warm-up is best effort, requests report errors
+            done[name] = f"not ready: {exc}"
+    return done

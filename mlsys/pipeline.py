@@ -28,31 +28,39 @@ def build_training_features(as_of: date, settings: Settings | None = None) -> di
     return {"as_of": as_of.isoformat(), "rows": result.rows, "seconds": round(result.seconds, 2)}
 
 
-def gate_scoring(as_of: date, settings: Settings | None = None) -> dict[str, Any]:
-    """Raw leads and lead_features through Great Expectations; raises on a blocking failure."""
+def gate_raw(as_of: date, settings: Settings | None = None, *, training: bool = False) -> dict[str, Any]:
+    """The raw landing tables through Great Expectations, before dbt reads them.
+
+    Scoring reads leads and activities; training also reads conversions. Every suite runs,
+    then one DataValidationError names every failed expectation of every suite.
+    """
     from mlsys import validation
 
     settings = settings or Settings.from_env()
-    reports = [
-        validation.validate_raw_leads(settings),
-        validation.validate_lead_features(as_of, settings),
-    ]
-    for report in reports:
-        validation.gate(report)
-    return {r.suite: {"success": r.success, "warnings": len(r.warnings)} for r in reports}
+    suites = validation.RAW_TRAINING_SUITES if training else validation.RAW_SCORING_SUITES
+    return validation.gate_all([validation.validate_raw(s, settings, as_of=as_of) for s in suites])
 
 
-def gate_training(as_of: date, settings: Settings | None = None) -> dict[str, Any]:
+def gate_scoring(as_of: date, settings: Settings | None = None, *, raw: bool = True) -> dict[str, Any]:
+    """lead_features (and, unless ``raw=False``, the raw tables) through Great Expectations.
+
+    The DAG passes ``raw=False``: its validate_raw task already gated the raw tables before
+    dbt, and scanning hundreds of millions of activities twice buys nothing.
+    """
     from mlsys import validation
 
     settings = settings or Settings.from_env()
-    reports = [
-        validation.validate_raw_leads(settings),
-        validation.validate_training_snapshots(as_of, settings),
-    ]
-    for report in reports:
-        validation.gate(report)
-    return {r.suite: {"success": r.success, "warnings": len(r.warnings)} for r in reports}
+    out = gate_raw(as_of, settings) if raw else {}
+    return {**out, **validation.gate_all([validation.validate_lead_features(as_of, settings)])}
+
+
+def gate_training(as_of: date, settings: Settings | None = None, *, raw: bool = True) -> dict[str, Any]:
+    """training_snapshots (and, unless ``raw=False``, the raw tables) through Great Expectations."""
+    from mlsys import validation
+
+    settings = settings or Settings.from_env()
+    out = gate_raw(as_of, settings, training=True) if raw else {}
+    return {**out, **validation.gate_all([validation.validate_training_snapshots(as_of, settings)])}
 
 
 @dataclass
@@ -67,20 +75,46 @@ class RetrainDecision:
 def decide_retrain(
     as_of: date, *, force: bool, scheduled: bool, settings: Settings | None = None
 ) -> RetrainDecision:
-    """Train when forced, on the weekly schedule, without a champion, or on drift."""
+    """Train when forced, on the weekly schedule, without a champion, on data drift, or when
+    the champion's realized performance has degraded. The drift report is logged to MLflow
+    either way, so a skipped week still leaves its evidence."""
     from mlsys import drift
 
     settings = settings or Settings.from_env()
     if registry.alias_version(settings, registry.CHAMPION) is None:
         return RetrainDecision(True, "no champion yet")
     report = drift.drift_report(as_of, settings)
+    realized = drift.realized_performance(as_of, settings)
+    _log_drift_run(as_of, report, realized, settings)
+    evidence = report.summary() + (f"; {realized.summary()}" if realized else "")
     if force:
-        return RetrainDecision(True, f"forced; {report.summary()}")
+        return RetrainDecision(True, f"forced; {evidence}")
     if scheduled:
-        return RetrainDecision(True, f"weekly schedule; {report.summary()}")
-    if report.detected:
-        return RetrainDecision(True, report.summary())
-    return RetrainDecision(False, f"skipped: no drift ({report.summary()})")
+        return RetrainDecision(True, f"weekly schedule; {evidence}")
+    if report.detected or (realized is not None and realized.degraded):
+        return RetrainDecision(True, evidence)
+    return RetrainDecision(False, f"skipped: no drift ({evidence})")
+
+
+def _log_drift_run(as_of: date, report: Any, realized: Any, settings: Settings) -> None:
+    import tempfile
+
+    import mlflow
+
+    from mlsys import drift
+
+    registry.configure(settings)
+    with mlflow.start_run(run_name=f"drift-{as_of.isoformat()}"):
+        mlflow.set_tags({"mlsys.kind": "drift", "champion_version": str(report.champion_version)})
+        mlflow.log_metrics({f"psi.{k}": v for k, v in report.psi.items()})
+        mlflow.log_metric("drift_detected", int(report.detected))
+        if realized is not None:
+            mlflow.log_metrics(
+                {"realized_roc_auc": realized.roc_auc, "realized_degraded": int(realized.degraded)}
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            drift.log_report(report, Path(tmp))
+            mlflow.log_artifacts(tmp, artifact_path="drift")
 
 
 def train_challenger(
@@ -97,6 +131,11 @@ def train_challenger(
 
     config = ModelConfig(estimator=estimator, use_smote=use_smote)
     result = train(as_of, settings, config, do_tune=tune, trigger=trigger)
+    if str(result.version).isdigit():
+        from mlsys import metrics
+
+        # Lets the Model dashboard tell which version each holdout AUC belongs to.
+        metrics.gauge("train.model_version", int(result.version), settings)
     return {
         "version": result.version,
         "run_id": result.run_id,
@@ -108,31 +147,57 @@ def train_challenger(
     }
 
 
-def score_partition(as_of: date, *, run_id: str, settings: Settings | None = None) -> dict[str, Any]:
+def plan_scoring(as_of: date, *, run_id: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Pin the champion and the staging folder; one entry per shard for dynamic mapping."""
     from mlsys import score
 
-    result = score.score(as_of, settings, run_id=run_id)
+    score_plan = score.plan(as_of, settings, run_id=run_id)
+    return score_plan.as_dict()
+
+
+def shards_of(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"plan": plan, "shard": i} for i in range(int(plan["n_shards"]))]
+
+
+def score_shard(plan: dict[str, Any], shard: int, settings: Settings | None = None) -> dict[str, Any]:
+    from mlsys import score
+
+    return score.score_shard(score.ScorePlan.from_dict(plan), shard, settings)
+
+
+def publish_scores(
+    plan: dict[str, Any], shard_results: list[dict[str, Any]], settings: Settings | None = None
+) -> dict[str, Any]:
+    """Rank all shards, swap the partition in atomically, refresh the BI views, metrics."""
+    from mlsys import metrics, score
+
+    settings = settings or Settings.from_env()
+    score_plan = score.ScorePlan.from_dict(plan)
+    result = score.combine(score_plan, list(shard_results), settings)
+    target = score.publish(score_plan.as_of, score_plan.staging_dir, settings)
+    metrics.incr("score.rows", result.rows, settings)
+    metrics.timing("score.duration", result.seconds, settings)
+    metrics.gauge("score.mean", result.mean_score, settings)
+    for band, count in result.band_counts.items():
+        metrics.gauge(f"score.band.{band}", count, settings)
+    metrics.scored_table_freshness(settings)
     return {
-        "as_of": as_of.isoformat(),
-        "staging_dir": str(result.staging_dir),
+        "as_of": score_plan.as_of.isoformat(),
         "rows": result.rows,
         "mean_score": result.mean_score,
         "band_counts": result.band_counts,
         "model_name": result.model_name,
         "model_version": result.model_version,
-        "seconds": round(result.seconds, 2),
+        "shards": score_plan.n_shards,
+        "partition": str(target),
+        "bi_database": str(settings.bi_database),
     }
 
 
-def publish_partition(scored: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
-    from mlsys import metrics, score
-
-    settings = settings or Settings.from_env()
-    as_of = date.fromisoformat(scored["as_of"])
-    target = score.publish(as_of, Path(scored["staging_dir"]), settings)
-    metrics.incr("score.rows", int(scored["rows"]), settings)
-    metrics.timing("score.duration", float(scored["seconds"]), settings)
-    metrics.gauge("score.mean", float(scored["mean_score"]), settings)
-    for band, count in scored["band_counts"].items():
-        metrics.gauge(f"score.band.{band}", count, settings)
-    return {**scored, "partition": str(target), "bi_database": str(settings.bi_database)}
+def score_and_publish(
+    as_of: date, *, run_id: str = "manual", settings: Settings | None = None
+) -> dict[str, Any]:
+    """The whole scoring step in one process (the CLI)."""
+    plan = plan_scoring(as_of, run_id=run_id, settings=settings)
+    results = [score_shard(plan, item["shard"], settings) for item in shards_of(plan)]
+    return publish_scores(plan, results, settings)

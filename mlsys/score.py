@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlsys import registry
-from mlsys.model import linear_contributions, prepare_frame, top_reasons
+from mlsys.model import prepare_frame, top_reasons_arrow
 from mlsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,12 +84,53 @@ class ScoreResult:
     seconds: float
 
 
+@dataclass(frozen=True)
+class ScorePlan:
+    """What every shard of one run shares: the date, the staging folder, the pinned model
+    version (the champion when the run started) and the scoring time."""
+
+    as_of: date
+    staging_dir: Path
+    model_version: str
+    n_shards: int
+    run_id: str
+    scored_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "as_of": self.as_of.isoformat(),
+            "staging_dir": str(self.staging_dir),
+            "model_version": self.model_version,
+            "n_shards": self.n_shards,
+            "run_id": self.run_id,
+            "scored_at": self.scored_at.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ScorePlan:
+        return cls(
+            date.fromisoformat(raw["as_of"]),
+            Path(raw["staging_dir"]),
+            str(raw["model_version"]),
+            int(raw["n_shards"]),
+            str(raw["run_id"]),
+            datetime.fromisoformat(raw["scored_at"]),
+        )
+
+
 def band_of(scores: np.ndarray, cutoffs: dict[str, float]) -> np.ndarray:
     return np.where(
         scores >= cutoffs["A"],
         "A",
         np.where(scores >= cutoffs["B"], "B", np.where(scores >= cutoffs["C"], "C", "D")),
     )
+
+
+def shard_of(lead_ids: np.ndarray, n_shards: int) -> np.ndarray:
+    """A stable shard per lead: a multiplicative hash of lead_id (Fibonacci hashing), so
+    consecutive ids spread evenly and every run agrees on the split."""
+    mixed = (lead_ids.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
+    return (mixed % np.uint64(n_shards)).astype(np.int64)
 
 
 def _batches(path: Path, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
@@ -103,106 +144,190 @@ def _batches(path: Path, columns: list[str], batch_size: int) -> Iterator[pa.Rec
     yield from parquet.iter_batches(batch_size=batch_size, columns=columns)
 
 
+def _features_path(as_of: date, settings: Settings) -> Path:
+    path = settings.lead_features_path(as_of)
+    if not path.exists():
+        raise FeaturesMissingError(
+            f"no features for {as_of} at {path}: run `mlsys features --as-of {as_of}` first"
+        )
+    return path
+
+
+def plan(
+    as_of: date, settings: Settings | None = None, *, run_id: str = "manual", n_shards: int | None = None
+) -> ScorePlan:
+    """Pin the champion, clear what killed runs left, and make this run's staging folder."""
+    settings = settings or Settings.from_env()
+    _features_path(as_of, settings)
+    n_shards = settings.score_shards if n_shards is None else n_shards
+    if n_shards < 1:
+        raise ValueError(f"the number of scoring shards must be >= 1, got {n_shards}")
+    version = registry.alias_version(settings, registry.CHAMPION)
+    if version is None:
+        registry.load_champion(settings)  # raises NoChampionError with the how-to message
+        raise AssertionError("unreachable")  # pragma: no cover
+    _clean_stale_staging(settings, as_of)
+    staging = settings.staging_dir / f"score_date={as_of.isoformat()}.{uuid.uuid4().hex}"
+    staging.mkdir(parents=True)
+    return ScorePlan(
+        as_of, staging, str(version.version), n_shards, run_id, datetime.now(UTC).replace(tzinfo=None)
+    )
+
+
+UNRANKED_SCHEMA = pa.schema([f for f in SCORED_SCHEMA if f.name != "score_percentile"])
+
+
+def score_shard(
+    score_plan: ScorePlan,
+    shard: int = 0,
+    settings: Settings | None = None,
+    *,
+    champion: registry.LoadedModel | None = None,
+) -> dict[str, Any]:
+    """Score the leads of one shard into `unranked-<shard>.parquet` in the staging folder.
+
+    Written under a temporary name and renamed, so a retried shard replaces its own file
+    and a killed one leaves nothing a later step would pick up."""
+    from mlsys.model import Explainer, ReasonSpec
+
+    settings = settings or Settings.from_env()
+    if not 0 <= shard < score_plan.n_shards:
+        raise ValueError(f"shard {shard} is outside 0..{score_plan.n_shards - 1}")
+    start = perf_counter()
+    champion = champion or registry.load_version(settings, score_plan.model_version)
+    cutoffs = champion.metadata["score_bands"]
+    reasons_meta = champion.metadata.get("reasons")
+    explainer = Explainer(champion.model, ReasonSpec(**reasons_meta)) if reasons_meta else None
+    as_of, n_shards = score_plan.as_of, score_plan.n_shards
+    final = score_plan.staging_dir / f"unranked-{shard:05d}.parquet"
+    partial = final.with_suffix(".parquet.tmp")
+    rows, total = 0, 0.0
+    band_counts = dict.fromkeys("ABCD", 0)
+    columns = ["lead_id", *champion.features]
+    with pq.ParquetWriter(partial, UNRANKED_SCHEMA) as writer:
+        for batch in _batches(_features_path(as_of, settings), columns, settings.score_batch_size):
+            if n_shards > 1:
+                mine = shard_of(batch.column("lead_id").to_numpy(), n_shards) == shard
+                batch = batch.filter(pa.array(mine))
+                if batch.num_rows == 0:
+                    continue
+            frame = batch.to_pandas()
+            x = prepare_frame(frame, champion.numeric, champion.categorical)
+            p = champion.model.predict_proba(x)[:, 1]
+            reasons = (
+                explainer.top_reasons_arrow(x) if explainer else top_reasons_arrow(np.empty((len(p), 0)), [])
+            )
+            bands = band_of(p, cutoffs)
+            for b, n in zip(*np.unique(bands, return_counts=True), strict=True):
+                band_counts[str(b)] += int(n)
+            n = len(p)
+            writer.write_table(
+                pa.table(
+                    {
+                        "lead_id": batch.column("lead_id"),
+                        "score": pa.array(p, pa.float64()),
+                        "score_band": pa.array(bands, pa.string()),
+                        "top_reasons": reasons,
+                        "model_name": pa.array([champion.name] * n, pa.string()),
+                        "model_version": pa.array([champion.version] * n, pa.string()),
+                        "as_of": pa.array([as_of] * n, pa.date32()),
+                        "scored_at": pa.array([score_plan.scored_at] * n, pa.timestamp("us")),
+                        "run_id": pa.array([score_plan.run_id] * n, pa.string()),
+                    },
+                    schema=UNRANKED_SCHEMA,
+                )
+            )
+            rows += n
+            total += float(p.sum())
+    os.replace(partial, final)
+    seconds = perf_counter() - start
+    log.info("shard %d/%d: scored %d leads in %.1fs", shard, n_shards, rows, seconds)
+    return {
+        "shard": shard,
+        "rows": rows,
+        "score_sum": total,
+        "band_counts": band_counts,
+        "seconds": seconds,
+        "model_name": champion.name,
+        "model_version": champion.version,
+    }
+
+
+def combine(score_plan: ScorePlan, shard_results: list[dict[str, Any]], settings: Settings) -> ScoreResult:
+    """Rank all shards' scores and write the partition's file in the staging folder."""
+    expected = {f"unranked-{i:05d}.parquet" for i in range(score_plan.n_shards)}
+    present = {p.name for p in score_plan.staging_dir.glob("unranked-*.parquet")}
+    if present != expected:
+        raise FileNotFoundError(
+            f"staging {score_plan.staging_dir} has shards {sorted(present)}, expected {sorted(expected)}"
+        )
+    parts = sorted(score_plan.staging_dir / name for name in expected)
+    rows = sum(int(r["rows"]) for r in shard_results)
+    if rows == 0:
+        raise ValueError(f"no leads to score as of {score_plan.as_of}: lead_features is empty")
+    # 8 bytes per lead: the only state that grows with the number of leads.
+    sorted_scores = np.sort(
+        np.concatenate([pq.read_table(p, columns=["score"]).column("score").to_numpy() for p in parts])
+    )
+    _write_ranked(parts, score_plan.staging_dir / PART_FILE, sorted_scores, settings.score_batch_size)
+    for part in parts:
+        part.unlink()
+    band_counts = dict.fromkeys("ABCD", 0)
+    for r in shard_results:
+        for band, count in r["band_counts"].items():
+            band_counts[band] += int(count)
+    return ScoreResult(
+        score_plan.as_of,
+        rows,
+        float(sorted_scores.mean()),
+        band_counts,
+        str(shard_results[0]["model_name"]),
+        score_plan.model_version,
+        score_plan.staging_dir,
+        sum(float(r["seconds"]) for r in shard_results),
+    )
+
+
 def score(
     as_of: date,
     settings: Settings | None = None,
     *,
     run_id: str = "manual",
-    champion: registry.LoadedModel | None = None,
+    n_shards: int = 1,
 ) -> ScoreResult:
-    """Score every lead of the lead_features file of `as_of` into a staging folder."""
+    """Plan, score every shard in this process, and combine: the whole step without Airflow."""
     settings = settings or Settings.from_env()
-    features_path = settings.lead_features_path(as_of)
-    if not features_path.exists():
-        raise FeaturesMissingError(
-            f"no features for {as_of} at {features_path}: run `mlsys features --as-of {as_of}` first"
-        )
     start = perf_counter()
-    champion = champion or registry.load_champion(settings)
-    cutoffs = champion.metadata["score_bands"]
-    reason_spec = champion.metadata.get("reasons")
-    from mlsys.model import ReasonSpec
-
-    spec = ReasonSpec(**reason_spec) if reason_spec else None
-    scored_at = datetime.now(UTC).replace(tzinfo=None)
-
-    _clean_stale_staging(settings, as_of)
-    staging = settings.staging_dir / f"score_date={as_of.isoformat()}.{uuid.uuid4().hex}"
-    staging.mkdir(parents=True)
-    unranked = staging / "unranked.parquet"
-    score_chunks: list[np.ndarray] = []
-    rows = 0
-    band_counts = dict.fromkeys("ABCD", 0)
-    unranked_schema = pa.schema([f for f in SCORED_SCHEMA if f.name != "score_percentile"])
-    with pq.ParquetWriter(unranked, unranked_schema) as writer:
-        for batch in _batches(features_path, ["lead_id", *champion.features], settings.score_batch_size):
-            frame = batch.to_pandas()
-            x = prepare_frame(frame, champion.numeric, champion.categorical)
-            p = champion.model.predict_proba(x)[:, 1]
-            if spec is not None:
-                contributions, names = linear_contributions(champion.model, x, spec)
-                reasons = top_reasons(contributions, names)
-            else:
-                reasons = [[] for _ in range(len(p))]
-            bands = band_of(p, cutoffs)
-            for b, n in zip(*np.unique(bands, return_counts=True), strict=True):
-                band_counts[str(b)] += int(n)
-            n = len(p)
-            table = pa.table(
-                {
-                    "lead_id": batch.column("lead_id"),
-                    "score": pa.array(p, pa.float64()),
-                    "score_band": pa.array(bands, pa.string()),
-                    "top_reasons": pa.array(reasons, REASON_TYPE),
-                    "model_name": pa.array([champion.name] * n, pa.string()),
-                    "model_version": pa.array([champion.version] * n, pa.string()),
-                    "as_of": pa.array([as_of] * n, pa.date32()),
-                    "scored_at": pa.array([scored_at] * n, pa.timestamp("us")),
-                    "run_id": pa.array([run_id] * n, pa.string()),
-                },
-                schema=unranked_schema,
-            )
-            writer.write_table(table)
-            score_chunks.append(p)
-            rows += n
-    if rows == 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise ValueError(f"{features_path} has no leads: nothing to score for {as_of}")
-
-    all_scores = np.sort(np.concatenate(score_chunks))
-    del score_chunks
-    _write_ranked(unranked, staging / PART_FILE, all_scores, settings.score_batch_size)
-    unranked.unlink()
-    seconds = perf_counter() - start
-    mean_score = float(all_scores.mean())
-    result = ScoreResult(
-        as_of, rows, mean_score, band_counts, champion.name, champion.version, staging, seconds
-    )
+    score_plan = plan(as_of, settings, run_id=run_id, n_shards=n_shards)
+    champion = registry.load_version(settings, score_plan.model_version)
+    results = [score_shard(score_plan, i, settings, champion=champion) for i in range(n_shards)]
+    result = combine(score_plan, results, settings)
+    result.seconds = perf_counter() - start
     log.info(
         "scored %d leads as of %s with %s v%s in %.1fs (mean score %.4f, bands %s)",
-        rows,
+        result.rows,
         as_of,
-        champion.name,
-        champion.version,
-        seconds,
-        mean_score,
-        band_counts,
+        result.model_name,
+        result.model_version,
+        result.seconds,
+        result.mean_score,
+        result.band_counts,
     )
     return result
 
 
-def _write_ranked(unranked: Path, out: Path, sorted_scores: np.ndarray, batch_size: int) -> None:
+def _write_ranked(parts: list[Path], out: Path, sorted_scores: np.ndarray, batch_size: int) -> None:
     """Add score_percentile in a second streaming pass: the share of that night's leads
     scoring at or below this one, x100 (ties share a percentile; the best lead is 100)."""
     denominator = max(1, len(sorted_scores))
     with pq.ParquetWriter(out, SCORED_SCHEMA, compression="zstd") as writer:
-        for batch in pq.ParquetFile(unranked).iter_batches(batch_size=batch_size):
-            scores = batch.column("score").to_numpy()
-            rank = np.searchsorted(sorted_scores, scores, side="right")
-            percentile = pa.array(rank / denominator * 100.0, pa.float64())
-            columns = {name: batch.column(name) for name in batch.schema.names}
-            columns["score_percentile"] = percentile
-            writer.write_table(pa.table([columns[f.name] for f in SCORED_SCHEMA], schema=SCORED_SCHEMA))
+        for part in parts:
+            for batch in pq.ParquetFile(part).iter_batches(batch_size=batch_size):
+                scores = batch.column("score").to_numpy()
+                rank = np.searchsorted(sorted_scores, scores, side="right")
+                columns = {name: batch.column(name) for name in batch.schema.names}
+                columns["score_percentile"] = pa.array(rank / denominator * 100.0, pa.float64())
+                writer.write_table(pa.table([columns[f.name] for f in SCORED_SCHEMA], schema=SCORED_SCHEMA))
 
 
 def _clean_stale_staging(settings: Settings, as_of: date) -> None:

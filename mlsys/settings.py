@@ -65,6 +65,10 @@ class Settings:
     promotion_margin: float = 0.005
     max_calibration_error: float = 0.05
     row_drop_max_share: float = 0.5
+    # On-demand scoring (mlsys/on_demand.py): leads per request, and how often a running
+    # scorer looks for a moved champion alias or changed feature SQL.
+    on_demand_max_leads: int = 100
+    on_demand_refresh_seconds: float = 5.0
     extra: dict[str, str] = field(default_factory=dict)
 
     # Derived locations. Everything a reader needs is a Parquet path under data_dir.
@@ -136,4 +140,6 @@ class Settings:
             promotion_margin=_env_float("MLSYS_PROMOTION_MARGIN", 0.005),
             max_calibration_error=_env_float("MLSYS_MAX_ECE", 0.05),
             row_drop_max_share=_env_float("MLSYS_ROW_DROP_MAX_SHARE", 0.5),
+            on_demand_max_leads=_env_int("MLSYS_ON_DEMAND_MAX_LEADS", 100),
+            on_demand_refresh_seconds=_env_float("MLSYS_ON_DEMAND_REFRESH_SECONDS", 5.0),
         )

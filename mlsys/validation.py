@@ -1,10 +1,17 @@
 """The Great Expectations gate: validate the Parquet inputs and marts before anyone uses them.
 
-Three suites, one per data set (DESIGN sections 2 and 2b):
+Five suites, one per data set (DESIGN sections 2 and 2b):
 
 * ``raw_leads``           -> ``$MLSYS_DATA_DIR/raw/leads/*.parquet``
+* ``raw_activities``      -> ``$MLSYS_DATA_DIR/raw/activities/*.parquet``
+* ``raw_conversions``     -> ``$MLSYS_DATA_DIR/raw/conversions/*.parquet``
 * ``lead_features``       -> ``settings.lead_features_path(as_of)``
 * ``training_snapshots``  -> ``settings.training_snapshots_path(as_of)``
+
+The raw suites run before dbt (the DAGs' ``validate_raw`` task), so bad landing data never
+reaches the warehouse and a corrupt file or a missing column fails here with a named check
+instead of deep inside dbt. Scoring reads leads and activities; training also reads
+conversions (:data:`RAW_SCORING_SUITES`, :data:`RAW_TRAINING_SUITES`).
 
 Where things live
 -----------------
@@ -16,7 +23,7 @@ as GX 1.x files in the File Data Context at ``<repo>/great_expectations/``
 committed JSON and the Python definitions disagree. At run time the gate reads the committed
 files and never writes into that folder.
 
-Runtime state (validation results, Data Docs, the previous row count of each suite, DuckDB
+Runtime state (validation results, Data Docs, the row counts of previous runs, DuckDB
 spill files) goes to ``settings.data_dir / "gx"`` through the ``MLSYS_GX_RUNTIME_DIR``
 substitution variable in ``great_expectations.yml``. Opened without the gate (a plain
 ``gx.get_context(mode="file", context_root_dir="great_expectations")``), the committed
@@ -25,8 +32,11 @@ substitution variable in ``great_expectations.yml``. Opened without the gate (a 
 Blocking vs warning
 -------------------
 Every expectation carries ``meta.severity`` (``"error"`` or ``"warning"``; GX's own ``severity``
-field is set to ``critical``/``warning`` to match). Errors fail the gate. Warnings (null-rate
-bounds and distribution bounds) are logged and reported as metrics; the run continues.
+field is set to ``critical``/``warning`` to match). Errors fail the gate. Warnings (null-rate,
+distribution and freshness bounds) are logged and reported as metrics; the run continues.
+:func:`gate_all` raises one :class:`DataValidationError` for every failed suite of a gate; its
+message is the readable summary (each failed expectation with its column, observed value and
+a few unexpected values, and the path of the Data Docs), which is also logged at ERROR.
 
 Engine
 ------
@@ -48,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import glob as globlib
 import itertools
 import json
@@ -61,7 +72,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -76,9 +87,23 @@ logger = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------
 
 RAW_LEADS = "raw_leads"
+RAW_ACTIVITIES = "raw_activities"
+RAW_CONVERSIONS = "raw_conversions"
 LEAD_FEATURES = "lead_features"
 TRAINING_SNAPSHOTS = "training_snapshots"
-SUITES: tuple[str, ...] = (RAW_LEADS, LEAD_FEATURES, TRAINING_SNAPSHOTS)
+SUITES: tuple[str, ...] = (RAW_LEADS, RAW_ACTIVITIES, RAW_CONVERSIONS, LEAD_FEATURES, TRAINING_SNAPSHOTS)
+# Raw suite -> its folder under $MLSYS_DATA_DIR/raw/ (DESIGN section 2).
+RAW_TABLES: dict[str, str] = {
+    RAW_LEADS: "leads",
+    RAW_ACTIVITIES: "activities",
+    RAW_CONVERSIONS: "conversions",
+}
+# lead_features reads no conversions, so a broken conversions export must not stop scoring.
+RAW_SCORING_SUITES: tuple[str, ...] = (RAW_LEADS, RAW_ACTIVITIES)
+RAW_TRAINING_SUITES: tuple[str, ...] = (RAW_LEADS, RAW_ACTIVITIES, RAW_CONVERSIONS)
+# Marts hold the leads known at their as_of, so their row counts grow with the date: the
+# row-drop baseline of a mart is a previous run of an earlier or equal as_of (backfills).
+DATED_SUITES: frozenset[str] = frozenset({LEAD_FEATURES, TRAINING_SNAPSHOTS})
 
 ERROR = "error"
 WARNING = "warning"
@@ -148,9 +173,20 @@ TRAINING_SNAPSHOTS_COLUMNS: dict[str, tuple[str, ...]] = {
     **LEAD_FEATURES_COLUMNS,
     "label": _INTEGER,
 }
+RAW_ACTIVITIES_COLUMNS: dict[str, tuple[str, ...]] = {
+    "lead_id": _INTEGER,
+    "occurred_at": _TIMESTAMP,
+    "activity_type": _TEXT,
+}
+RAW_CONVERSIONS_COLUMNS: dict[str, tuple[str, ...]] = {
+    "lead_id": _INTEGER,
+    "converted_at": _TIMESTAMP,
+}
 
 SCHEMAS: dict[str, dict[str, tuple[str, ...]]] = {
     RAW_LEADS: RAW_LEADS_COLUMNS,
+    RAW_ACTIVITIES: RAW_ACTIVITIES_COLUMNS,
+    RAW_CONVERSIONS: RAW_CONVERSIONS_COLUMNS,
     LEAD_FEATURES: LEAD_FEATURES_COLUMNS,
     TRAINING_SNAPSHOTS: TRAINING_SNAPSHOTS_COLUMNS,
 }
@@ -158,16 +194,23 @@ SCHEMAS: dict[str, dict[str, tuple[str, ...]]] = {
 # Null-rate bounds (warnings): at least this share of rows must be non-null.
 _NULLABLE_ATTRIBUTES_MOSTLY = 0.5
 _ACTIVITY_RECENCY_MOSTLY = 0.05
+# Freshness (warnings): at least this share of the rows is dated on or after
+# as_of - FRESHNESS_DAYS[suite]. A stale export fails nothing by itself, but features then
+# describe an older world; rows after as_of count too, so backfills of old dates stay quiet.
+_FRESHNESS_MOSTLY = 0.001
+FRESHNESS_DAYS: dict[str, int] = {RAW_ACTIVITIES: 7, RAW_CONVERSIONS: 30}
 
 _SUITE_NOTES = (
     "Generated from mlsys/validation.py (suite_definitions); regenerate with "
     "`python -m mlsys.validation write-context`, do not edit by hand. "
     "Severity is in each expectation's meta: meta.severity == 'error' blocks the pipeline "
     "(mlsys.validation.gate raises DataValidationError); meta.severity == 'warning' "
-    "(null-rate and distribution bounds) is logged and counted, and the run continues. "
+    "(null-rate, distribution and freshness bounds) is logged and counted, and the run continues. "
     "Parameters supplied at run time: min_row_count (previous successful row count of this "
-    "suite x (1 - MLSYS_ROW_DROP_MAX_SHARE), 1 on the first run) and run_time (UTC, the "
-    "upper bound of raw created_at)."
+    "suite x (1 - MLSYS_ROW_DROP_MAX_SHARE), 1 on the first run; for the marts, the previous "
+    "run of the latest as_of not after this one, so backfills of older dates compare with "
+    "older dates), run_time (UTC, the upper bound of raw timestamps) and freshness_floor "
+    "(as_of minus the suite's freshness window)."
 )
 
 
@@ -414,10 +457,102 @@ def _raw_leads_expectations() -> list[dict[str, Any]]:
     ]
 
 
+def _timestamp_expectations(column: str, suite: str) -> list[dict[str, Any]]:
+    days = FRESHNESS_DAYS[suite]
+    return [
+        _expectation("expect_column_values_to_not_be_null", column=column),
+        _expectation(
+            "expect_column_values_to_be_between",
+            check="not_in_future",
+            column=column,
+            max_value={"$PARAMETER": "run_time"},
+            description=(
+                f"{column} is not later than the run time (UTC): a future timestamp is a broken "
+                "export or time zone, and would count in every later feature window."
+            ),
+        ),
+        _expectation(
+            "expect_column_values_to_be_between",
+            severity=WARNING,
+            check="freshness",
+            column=column,
+            min_value={"$PARAMETER": "freshness_floor"},
+            mostly=_FRESHNESS_MOSTLY,
+            description=(
+                f"The export is fresh: some {column} on or after as_of - {days} days (an export "
+                "that stopped updating leaves every row older)."
+            ),
+        ),
+    ]
+
+
+# Recorded in the raw_activities suite's meta (decisions) and shown in its Data Docs.
+_ACTIVITY_TYPE_DECISION = (
+    "activity_type outside the accepted set is a blocking error, not a warning: the features "
+    "count each accepted type in its own columns, so a renamed or new type silently feeds no "
+    "per-type feature (only the totals) and the model's scores drift without any error; the "
+    "rarest types are the most predictive, so no share threshold is safe. To accept a new "
+    "type, add it to DESIGN section 2, the dbt var activity_types and ACTIVITY_TYPES."
+)
+
+
+def _raw_activities_expectations() -> list[dict[str, Any]]:
+    return [
+        _expectation("expect_column_values_to_not_be_null", column="lead_id"),
+        *_timestamp_expectations("occurred_at", RAW_ACTIVITIES),
+        _expectation(
+            "expect_column_values_to_not_be_null",
+            column="activity_type",
+            description="Every activity has a type (a null type feeds no per-type feature).",
+        ),
+        _expectation(
+            "expect_column_values_to_be_in_set",
+            column="activity_type",
+            value_set=list(ACTIVITY_TYPES),
+            description=(
+                "activity_type is one of the accepted types; blocking, see the suite's "
+                "meta.mlsys.decisions for why."
+            ),
+        ),
+        # Not expect_column_distinct_values_to_contain_set: GX 1.24 reports no observed value
+        # for it and defaults its missing count to 0, so an empty metric would pass unseen.
+        _expectation(
+            "expect_column_unique_value_count_to_be_between",
+            severity=WARNING,
+            check="distribution",
+            column="activity_type",
+            min_value=len(ACTIVITY_TYPES),
+            description=(
+                "Every accepted activity type occurs (with the blocking in-set check, fewer "
+                "distinct values means a type vanished from the export and its features are 0)."
+            ),
+        ),
+    ]
+
+
+def _raw_conversions_expectations() -> list[dict[str, Any]]:
+    return [
+        _expectation("expect_column_values_to_not_be_null", column="lead_id"),
+        _expectation(
+            "expect_column_values_to_be_unique",
+            column="lead_id",
+            description="A lead converts at most once (DESIGN section 2): one row per lead.",
+        ),
+        *_timestamp_expectations("converted_at", RAW_CONVERSIONS),
+    ]
+
+
+_SUITE_META: dict[str, dict[str, Any]] = {
+    RAW_ACTIVITIES: {"decisions": {"activity_type_in_set": _ACTIVITY_TYPE_DECISION}},
+}
+
+
 def suite_definitions() -> dict[str, list[dict[str, Any]]]:
     """Every suite as a list of ``{"type", "kwargs", "meta", "description"}`` dicts."""
     suites = {
         RAW_LEADS: _table_expectations(RAW_LEADS) + _raw_leads_expectations(),
+        RAW_ACTIVITIES: _table_expectations(RAW_ACTIVITIES) + _raw_activities_expectations(),
+        RAW_CONVERSIONS: _table_expectations(RAW_CONVERSIONS) + _raw_conversions_expectations(),
         LEAD_FEATURES: _table_expectations(LEAD_FEATURES) + _feature_expectations(LEAD_FEATURES),
         TRAINING_SNAPSHOTS: _table_expectations(TRAINING_SNAPSHOTS)
         + _feature_expectations(TRAINING_SNAPSHOTS),
@@ -471,19 +606,33 @@ class ValidationReport:
             lines.append("  ERROR   " + _failure_line(failure))
         for warning in self.warnings:
             lines.append("  WARNING " + _failure_line(warning))
-        lines.append(f"  Data Docs: {self.data_docs or 'not built'}")
+        docs = self.data_docs or "not built (GX did not run: the input failed the checks above)"
+        lines.append(f"  Data Docs: {docs}")
         return "\n".join(lines)
 
 
 class DataValidationError(RuntimeError):
-    """The gate failed: ``str(err)`` is the report's summary."""
+    """The gate failed: ``str(err)`` is the summary of every failed report.
 
-    def __init__(self, report: ValidationReport) -> None:
-        super().__init__(report.summary())
+    ``report`` is the first failed report, ``reports`` all of them (a gate over several
+    suites reports every failing suite at once, so one run tells the whole story).
+    """
+
+    def __init__(self, report: ValidationReport, *more: ValidationReport) -> None:
         self.report = report
+        self.reports = [report, *more]
+        super().__init__(str(self))
 
     def __str__(self) -> str:
-        return self.report.summary()
+        if len(self.reports) == 1:
+            return self.report.summary()
+        suites = ", ".join(r.suite for r in self.reports)
+        head = f"data quality gate FAILED in {len(self.reports)} suites ({suites})"
+        return "\n".join([head, *(r.summary() for r in self.reports)])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default pickling would call __init__ with the message string, not the reports.
+        return (type(self), tuple(self.reports))
 
 
 def validate_parquet(
@@ -492,12 +641,16 @@ def validate_parquet(
     settings: Settings | None = None,
     *,
     run_time: datetime | None = None,
+    as_of: date | None = None,
 ) -> ValidationReport:
     """Validate the Parquet file(s) matching ``parquet_glob`` against ``suite``.
 
     ``parquet_glob`` is a file, a folder (all ``*.parquet`` in it) or a glob. Bad input (no
     file, an unreadable file, a missing or mistyped column) gives a failed report whose single
     failure names the file or column; GX is not run then and no Data Docs are built.
+    ``run_time`` (default: now, UTC) bounds raw timestamps; ``as_of`` (default: the run
+    time's date) anchors the freshness warnings and, for the marts, picks the row-drop
+    baseline among earlier or equal dates.
     """
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}; expected one of {', '.join(SUITES)}")
@@ -508,7 +661,7 @@ def validate_parquet(
     with _LOCK:
         report = _preflight(suite, pattern)
         if report is None:
-            report = _run_gx(suite, pattern, settings, run_time)
+            report = _run_gx(suite, pattern, settings, run_time, as_of)
     logger.info("GX suite %s validated in %.1f s", suite, time.monotonic() - started)
     _emit_metrics(report, settings)
     return report
@@ -516,28 +669,67 @@ def validate_parquet(
 
 def validate_lead_features(as_of: date, settings: Settings | None = None) -> ValidationReport:
     settings = settings or Settings.from_env()
-    return validate_parquet(LEAD_FEATURES, settings.lead_features_path(as_of), settings)
+    return validate_parquet(LEAD_FEATURES, settings.lead_features_path(as_of), settings, as_of=as_of)
 
 
 def validate_training_snapshots(as_of: date, settings: Settings | None = None) -> ValidationReport:
     settings = settings or Settings.from_env()
-    return validate_parquet(TRAINING_SNAPSHOTS, settings.training_snapshots_path(as_of), settings)
+    return validate_parquet(
+        TRAINING_SNAPSHOTS, settings.training_snapshots_path(as_of), settings, as_of=as_of
+    )
 
 
-def validate_raw_leads(settings: Settings | None = None) -> ValidationReport:
+def validate_raw(
+    suite: str,
+    settings: Settings | None = None,
+    *,
+    as_of: date | None = None,
+    run_time: datetime | None = None,
+) -> ValidationReport:
+    """One raw landing table (``raw_leads``, ``raw_activities``, ``raw_conversions``)."""
+    if suite not in RAW_TABLES:
+        raise ValueError(f"unknown raw suite {suite!r}; expected one of {', '.join(RAW_TABLES)}")
     settings = settings or Settings.from_env()
-    return validate_parquet(RAW_LEADS, settings.raw_dir / "leads" / "*.parquet", settings)
+    folder = settings.raw_dir / RAW_TABLES[suite] / "*.parquet"
+    return validate_parquet(suite, folder, settings, run_time=run_time, as_of=as_of)
+
+
+def validate_raw_leads(settings: Settings | None = None, *, as_of: date | None = None) -> ValidationReport:
+    return validate_raw(RAW_LEADS, settings, as_of=as_of)
 
 
 def gate(report: ValidationReport) -> None:
     """Log the report; raise :class:`DataValidationError` unless it succeeded."""
-    if not report.success:
-        logger.error("%s", report.summary())
-        raise DataValidationError(report)
-    if report.warnings:
-        logger.warning("%s", report.summary())
-    else:
-        logger.info("%s", report.summary())
+    gate_all([report])
+
+
+def gate_all(reports: Sequence[ValidationReport]) -> dict[str, Any]:
+    """Log every report; raise one :class:`DataValidationError` naming every failed suite.
+
+    The summary goes to this module's logger at ERROR (inside an Airflow task that is the
+    task log) and is the exception's message, so callers that re-raise it (the DAG tasks as
+    ``AirflowFailException``, the CLI) show the same lines.
+    """
+    failed = []
+    for report in reports:
+        if not report.success:
+            logger.error("%s", report.summary())
+            failed.append(report)
+        elif report.warnings:
+            logger.warning("%s", report.summary())
+        else:
+            logger.info("%s", report.summary())
+    if failed:
+        raise DataValidationError(*failed)
+    return {
+        r.suite: {
+            "success": r.success,
+            "rows": r.row_count,
+            "warnings": len(r.warnings),
+            "data_docs": r.data_docs,
+        }
+        for r in reports
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -808,30 +1000,80 @@ def _prepare_view(checkpoint: Any, suite: str, files: Sequence[str], settings: S
         raise RuntimeError(f"checkpoint {checkpoint.name!r} must have exactly one validation definition")
     asset = definitions[0].batch_definition.data_asset
     execution_engine = asset.datasource.get_execution_engine()
-    spill = _runtime_dir(settings) / "tmp" / str(os.getpid())
-    spill.mkdir(parents=True, exist_ok=True)
-    _execute(
-        execution_engine,
-        [
-            "SET TimeZone = 'UTC'",
-            f"SET memory_limit = '{_DUCKDB_MEMORY_LIMIT}'",
-            f"SET threads = {_DUCKDB_THREADS}",
-            "SET preserve_insertion_order = false",
-            f"SET temp_directory = {_sql_str(str(spill))}",
-            f'CREATE OR REPLACE VIEW "{asset.table_name}" AS SELECT * FROM {_read_parquet_sql(files)}',
-        ],
+    spill = _spill_dir(settings)
+    statements = [
+        "SET TimeZone = 'UTC'",
+        f"SET memory_limit = '{_DUCKDB_MEMORY_LIMIT}'",
+        f"SET threads = {_DUCKDB_THREADS}",
+        "SET preserve_insertion_order = false",
+        # DuckDB draws a progress bar on stdout for long scans: noise in a task log.
+        "SET enable_progress_bar = false",
+    ]
+    # DuckDB refuses to switch its temp directory once it has spilled there, even to the same
+    # path, so it is set once per connection (the context and its connection are cached).
+    if _current_setting(execution_engine, "temp_directory") != str(spill):
+        statements.append(f"SET temp_directory = {_sql_str(str(spill))}")
+    statements.append(
+        f'CREATE OR REPLACE VIEW "{asset.table_name}" AS SELECT * FROM {_read_parquet_sql(files)}'
     )
+    _execute(execution_engine, statements)
     return execution_engine
 
 
-def _run_gx(suite: str, pattern: str, settings: Settings, run_time: datetime) -> ValidationReport:
+def _spill_dir(settings: Settings) -> Path:
+    """This process's DuckDB spill folder; those of processes that are gone are removed."""
+    root = _runtime_dir(settings) / "tmp"
+    mine = root / str(os.getpid())
+    mine.mkdir(parents=True, exist_ok=True)
+    for other in root.iterdir():
+        if other.name.isdigit() and other != mine and not _pid_alive(int(other.name)):
+            shutil.rmtree(other, ignore_errors=True)
+    return mine
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _current_setting(execution_engine: Any, name: str) -> str | None:
+    with execution_engine.get_connection() as connection:
+        if connection.in_transaction():
+            connection.rollback()
+        value = connection.exec_driver_sql(f"SELECT current_setting('{name}')").scalar()
+        connection.commit()
+    return None if value is None else str(value)
+
+
+def _run_gx(
+    suite: str, pattern: str, settings: Settings, run_time: datetime, as_of: date | None
+) -> ValidationReport:
     files = sorted(globlib.glob(pattern))
     context = _get_context(settings)
     checkpoint = context.checkpoints.get(suite)
-    execution_engine = _prepare_view(checkpoint, suite, files, settings)
-    previous = _read_state(settings).get(suite, {}).get("row_count")
+    try:
+        execution_engine = _prepare_view(checkpoint, suite, files, settings)
+    except Exception as exc:
+        # Not the data's fault (the files passed the pre-checks): a plain error, so the task's
+        # retry applies, with the one line that says what DuckDB refused.
+        raise RuntimeError(
+            f"GX could not set up DuckDB for suite {suite!r} on {pattern}: {_first_line(exc)}"
+        ) from exc
+    state_key = _state_key(suite, as_of)
+    previous = _baseline_row_count(_read_state(settings).get(suite), state_key)
     min_row_count = _min_row_count(previous, settings.row_drop_max_share)
-    parameters = {"min_row_count": min_row_count, "run_time": run_time.isoformat(sep=" ")}
+    anchor = as_of or run_time.date()
+    floor = datetime.combine(anchor, datetime.min.time()) - timedelta(days=FRESHNESS_DAYS.get(suite, 0))
+    parameters = {
+        "min_row_count": min_row_count,
+        "run_time": run_time.isoformat(sep=" "),
+        "freshness_floor": floor.isoformat(sep=" "),
+    }
     try:
         try:
             result = checkpoint.run(expectation_parameters=parameters)
@@ -860,9 +1102,8 @@ def _run_gx(suite: str, pattern: str, settings: Settings, run_time: datetime) ->
             _execute(execution_engine, [f'DROP VIEW IF EXISTS "{suite}"'])
         except Exception:
             logger.debug("could not drop the GX view", exc_info=True)
-        shutil.rmtree(_runtime_dir(settings) / "tmp" / str(os.getpid()), ignore_errors=True)
     if report.success and report.row_count is not None:
-        _write_state(settings, suite, report.row_count, pattern)
+        _write_state(settings, suite, state_key, report.row_count, pattern)
     return report
 
 
@@ -904,8 +1145,17 @@ def _data_docs_index(context: Any) -> str | None:
 _OBSERVATION_KEYS = ("observed_value", "unexpected_count", "element_count")
 
 
-def _has_observation(result: Mapping[str, Any] | None) -> bool:
-    return bool(result) and any(k in result for k in _OBSERVATION_KEYS)  # type: ignore[operator]
+def _has_observation(result: Mapping[str, Any] | None, success: bool = False) -> bool:
+    if not result:
+        return False
+    if (
+        success
+        and result.get("observed_value", 0) is None
+        and not any(k in result for k in _OBSERVATION_KEYS[1:])
+    ):
+        # A success "observing" nothing (observed_value None, no counts) looked at no data.
+        return False
+    return any(k in result for k in _OBSERVATION_KEYS)
 
 
 def _exception_message(exception_info: Any) -> str | None:
@@ -1006,7 +1256,7 @@ def _build_report(
         severity = _severity_of(config)
         if config.type == "expect_table_row_count_to_be_between" and "observed_value" in result:
             row_count = int(result["observed_value"])
-        if not _has_observation(result):
+        if not _has_observation(result, bool(r.success)):
             # The guard: no observed value means GX did not really look at the data.
             vacuous.append(name)
             error = _exception_message(r.exception_info)
@@ -1073,6 +1323,13 @@ def _short(value: object, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _value_text(value: object) -> str:
+    # Timestamps read better as ISO text than as datetime.datetime(2031, 1, 1, 0, 0).
+    if isinstance(value, datetime | date):
+        return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+    return repr(value)
+
+
 def _failure_line(f: ExpectationFailure) -> str:
     observed = f.observed
     if isinstance(observed, Mapping) and "unexpected_count" in observed:
@@ -1082,7 +1339,12 @@ def _failure_line(f: ExpectationFailure) -> str:
             if isinstance(bad, int) and isinstance(total, int) and total
             else ""
         )
-        observed_text = f"{bad} of {total} rows unexpected{pct_text}"
+        count_text = (
+            f"{bad:,} of {total:,}"
+            if isinstance(bad, int) and isinstance(total, int)
+            else f"{bad} of {total}"
+        )
+        observed_text = f"{count_text} rows unexpected{pct_text}"
     elif f.expectation.startswith("unexpected_rows_expectation") and isinstance(observed, int):
         observed_text = f"{observed} unexpected row(s)"
     else:
@@ -1091,7 +1353,7 @@ def _failure_line(f: ExpectationFailure) -> str:
     if f.detail:
         line += f"; {f.detail}"
     if f.unexpected_sample:
-        shown = ", ".join(_short(repr(v), 80) for v in f.unexpected_sample[:5])
+        shown = ", ".join(_short(_value_text(v), 80) for v in f.unexpected_sample[:5])
         line += f"; unexpected e.g. [{shown}]"
     return line
 
@@ -1105,7 +1367,38 @@ def _state_path(settings: Settings) -> Path:
     return _runtime_dir(settings) / "state" / "row_counts.json"
 
 
-def _read_state(settings: Settings) -> dict[str, dict[str, Any]]:
+# state[suite]["runs"][key] = {"row_count", "validated_at", "source"}: the last successful run
+# per key. The key is the as_of date (ISO) of a mart and "undated" for a raw table, whose
+# rows do not depend on the run's date (the landing folder is the whole export).
+_UNDATED = "undated"
+_MAX_RUNS_PER_SUITE = 1000  # about three years of nightly dates; oldest dropped first
+
+
+def _state_key(suite: str, as_of: date | None) -> str:
+    return as_of.isoformat() if suite in DATED_SUITES and as_of is not None else _UNDATED
+
+
+def _baseline_row_count(suite_state: Any, key: str) -> int | None:
+    """Row count of the run to compare with: the same key, else the latest earlier as_of.
+
+    A backfill of an older date therefore compares with a run of an even older (or the same)
+    date, never with today's larger mart.
+    """
+    runs = suite_state.get("runs") if isinstance(suite_state, dict) else None
+    if not isinstance(runs, dict):
+        return None  # first run, or the per-suite state of older versions: start afresh
+    if key == _UNDATED:
+        candidates = [k for k in runs if k == _UNDATED]
+    else:
+        candidates = [k for k in runs if k != _UNDATED and k <= key]
+    if not candidates:
+        return None
+    run = runs[max(candidates)]
+    count = run.get("row_count") if isinstance(run, dict) else None
+    return count if isinstance(count, int) else None
+
+
+def _read_state(settings: Settings) -> dict[str, Any]:
     path = _state_path(settings)
     try:
         data = json.loads(path.read_text())
@@ -1117,15 +1410,29 @@ def _read_state(settings: Settings) -> dict[str, dict[str, Any]]:
     return data if isinstance(data, dict) else {}
 
 
-def _write_state(settings: Settings, suite: str, row_count: int, source: str) -> None:
+def _write_state(settings: Settings, suite: str, key: str, row_count: int, source: str) -> None:
     path = _state_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # The scoring and retrain DAGs may finish a suite at the same moment: without the lock
+    # one read-modify-write would drop the other's entry.
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _update_state(path, settings, suite, key, row_count, source)
+
+
+def _update_state(path: Path, settings: Settings, suite: str, key: str, row_count: int, source: str) -> None:
     state = _read_state(settings)
-    state[suite] = {
+    suite_state = state.get(suite)
+    runs = suite_state.get("runs") if isinstance(suite_state, dict) else None
+    runs = dict(runs) if isinstance(runs, dict) else {}
+    runs[key] = {
         "row_count": row_count,
         "validated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": source,
     }
+    for stale in sorted(k for k in runs if k != _UNDATED)[:-_MAX_RUNS_PER_SUITE]:
+        del runs[stale]
+    state[suite] = {"runs": runs}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
@@ -1275,6 +1582,7 @@ def _suite_json(suite: str, expectations: Sequence[Mapping[str, Any]]) -> dict[s
             "mlsys": {
                 "blocking": "meta.severity == 'error'",
                 "warning_only": sorted({_name(e) for e in expectations if e["meta"]["severity"] == WARNING}),
+                **_SUITE_META.get(suite, {}),
             }
         },
         notes=_SUITE_NOTES,
@@ -1436,6 +1744,38 @@ def _benchmark(rows: int, workdir: Path) -> dict[str, Any]:
     }
 
 
+def _benchmark_raw(data_dir: Path, as_of: date) -> dict[str, Any]:
+    """The raw suites over an existing landing folder (e.g. from ``mlsys generate``)."""
+    import resource
+
+    settings = dataclasses.replace(Settings.from_env(), data_dir=data_dir)
+    started = time.monotonic()
+    _get_context(settings)
+    context_seconds = time.monotonic() - started
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    suites: dict[str, Any] = {}
+    reports = []
+    for suite in RAW_TRAINING_SUITES:
+        suite_started = time.monotonic()
+        report = validate_raw(suite, settings, as_of=as_of)
+        reports.append(report)
+        suites[suite] = {
+            "rows": report.row_count,
+            "success": report.success,
+            "seconds": round(time.monotonic() - suite_started, 2),
+            "peak_rss_mb_so_far": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        }
+    return {
+        "suites": suites,
+        "success": all(r.success for r in reports),
+        "seconds_gx_import_and_context": round(context_seconds, 2),
+        "seconds_total": round(time.monotonic() - started, 2),
+        "peak_rss_mb_before": round(rss_before),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "report": "\n".join(r.summary() for r in reports),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlsys.validation", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -1444,6 +1784,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="validate N synthetic lead_features rows; print time and peak RSS")
     bench.add_argument("--rows", type=int, default=5_000_000)
     bench.add_argument("--workdir", type=Path, required=True)
+    bench_raw = sub.add_parser(
+        "bench-raw", help="run the raw suites over DATA_DIR/raw (e.g. from `mlsys generate`); time, peak RSS"
+    )
+    bench_raw.add_argument("--data-dir", type=Path, required=True)
+    bench_raw.add_argument("--as-of", type=date.fromisoformat, default=date(2026, 6, 1))
     run = sub.add_parser("validate", help="validate one Parquet file/folder/glob against a suite")
     run.add_argument("suite", choices=SUITES)
     run.add_argument("path")
@@ -1453,8 +1798,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in write_context(args.root):
             print(f"wrote {path}")
         return 0
-    if args.command == "bench":
-        result = _benchmark(args.rows, args.workdir.resolve())
+    if args.command in ("bench", "bench-raw"):
+        if args.command == "bench":
+            result = _benchmark(args.rows, args.workdir.resolve())
+        else:
+            result = _benchmark_raw(args.data_dir.resolve(), args.as_of)
         print(result.pop("report"))
         print(json.dumps(result, indent=2))
         return 0 if result["success"] else 1

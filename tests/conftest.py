@@ -56,6 +56,16 @@ def airflow_db(settings: Settings) -> dict[str, str]:
     return init_airflow(settings)
 
 
+@pytest.fixture(scope="session")
+def published(crm: Path, airflow_db: dict[str, str], settings: Settings) -> Path:
+    """A champion (forced retrain) and the partition of AS_OF, both through Airflow."""
+    from mlsys.demo import run_dag
+
+    run_dag("retrain", AS_OF, {"force": True})
+    run_dag("score_leads", AS_OF)
+    return settings.partition_dir(AS_OF)
+
+
 @pytest.fixture
 def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crm: Path) -> Iterator[Settings]:
     """A home of its own with a copy of the session's raw data, for tests that break things."""

@@ -23,13 +23,6 @@ def _digest(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
-@pytest.fixture(scope="module")
-def published(crm: Path, airflow_db: dict, settings: Settings) -> Path:
-    run_dag("retrain", AS_OF, {"force": True})
-    run_dag("score_leads", AS_OF)
-    return settings.partition_dir(AS_OF)
-
-
 def test_champion_registered(published: Path, settings: Settings) -> None:
     champion = registry.alias_version(settings, registry.CHAMPION)
     challenger = registry.alias_version(settings, registry.CHALLENGER)
@@ -136,3 +129,20 @@ def test_on_demand_dag_scores_known_leads(published: Path, settings: Settings) -
         assert item["score"] == pytest.approx(nightly[item["lead_id"]])
     with pytest.raises(RuntimeError):
         run_dag("score_on_demand", AS_OF, {"leads": [{"lead_id": "1; drop table x"}]})
+
+
+def test_a_past_logical_date_gets_its_own_correct_partition(published: Path, settings: Settings) -> None:
+    """What a backfill run does: the logical date is the feature cut-off of its partition."""
+    past = date(2026, 5, 25)
+    run_dag("score_leads", past)
+    table = pq.read_table(settings.partition_dir(past))
+    known = duckdb.sql(
+        f"select count(*) from read_parquet('{settings.raw_dir}/leads/*.parquet') "
+        f"where created_at < date '{past}'"
+    ).fetchall()[0][0]
+    assert table.num_rows == known < pq.read_metadata(next(published.glob("*.parquet"))).num_rows
+    assert set(table.column("as_of").to_pylist()) == {past}
+    con = duckdb.connect(str(settings.bi_database), read_only=True)
+    dates = [d for (d,) in con.execute("select distinct score_date from scored_leads order by 1").fetchall()]
+    assert past in dates and AS_OF in dates
+    assert con.execute("select max(score_date) from scored_leads_latest").fetchone() == (max(dates),)

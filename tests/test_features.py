@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import filecmp
+import json
 import shutil
+import socket
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -12,10 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlsys import features
-from mlsys.catalog import CatalogError, load_catalog
-from mlsys.settings import Settings
+from mlsys.catalog import CatalogError, load_catalog, manifest_path
+from mlsys.settings import REPO_ROOT, Settings
 
 AS_OF = date(2026, 6, 1)
+PROJECT = REPO_ROOT / "sql"
 
 
 def _read_sorted(path: Path) -> list[tuple]:
@@ -23,8 +29,75 @@ def _read_sorted(path: Path) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def built(crm: Path, settings: Settings) -> features.FeatureBuildResult:
-    return features.build(AS_OF, settings, selector=features.SCORING_SELECTOR)
+def statsd() -> Iterator[socket.socket]:
+    """A real UDP socket standing in for StatsD (the kernel buffers what the build sends)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+    yield sock
+    sock.close()
+
+
+def _received(sock: socket.socket) -> list[str]:
+    lines: list[str] = []
+    while True:
+        try:
+            lines.extend(sock.recv(65535).decode().splitlines())
+        except TimeoutError:
+            return lines
+
+
+@pytest.fixture(scope="module")
+def built(crm: Path, settings: Settings, statsd: socket.socket) -> features.FeatureBuildResult:
+    listening = replace(settings, statsd_port=statsd.getsockname()[1])
+    return features.build(AS_OF, listening, selector=features.SCORING_SELECTOR)
+
+
+def _copy_project(tmp_path: Path) -> Path:
+    """The dbt project as a data engineer would fork it: its files, not dbt's outputs."""
+    copy = tmp_path / "sql"
+    shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
+    return copy
+
+
+def _changed_files(copy: Path) -> set[str]:
+    """Files of the copy that are new or differ from the project's."""
+    changed = set()
+    for path in (p for p in copy.rglob("*") if p.is_file()):
+        original = PROJECT / path.relative_to(copy)
+        if not original.is_file() or not filecmp.cmp(path, original, shallow=False):
+            changed.add(str(path.relative_to(copy)))
+    return changed
+
+
+def _use_project(monkeypatch: pytest.MonkeyPatch, project: Path) -> Settings:
+    monkeypatch.setenv("MLSYS_DBT_PROJECT_DIR", str(project))
+    return Settings.from_env()
+
+
+def _add_capped_company_size(project: Path) -> None:
+    """One new feature column in both marts: a line of SQL in the shared column macro and its
+    YAML (with `meta.feature`) in each mart's schema."""
+    macro = project / "macros" / "activity_windows.sql"
+    text = macro.read_text()
+    anchor = "    {{ l }}.company_size,\n"
+    assert text.count(anchor) == 1
+    macro.write_text(
+        text.replace(anchor, anchor + "    least({{ l }}.company_size, 10000) as company_size_capped,\n")
+    )
+    schema = project / "models" / "marts" / "_marts.yml"
+    text = schema.read_text()
+    anchor = "      - name: lead_age_days\n"
+    assert text.count(anchor) == 2  # once per mart
+    schema.write_text(
+        text.replace(
+            anchor,
+            "      - name: company_size_capped\n"
+            '        description: "Employees, capped at 10,000 so huge companies do not dominate."\n'
+            "        meta:\n"
+            "          feature: numeric\n" + anchor,
+        )
+    )
 
 
 def test_lead_features_one_row_per_known_lead(built: features.FeatureBuildResult, settings: Settings) -> None:
@@ -57,6 +130,26 @@ def test_feature_values_match_a_direct_count(built: features.FeatureBuildResult,
         """
     ).fetchall()[0][0]
     assert mismatches == 0
+
+
+def test_model_rows_and_timings_go_to_statsd(
+    built: features.FeatureBuildResult, settings: Settings, statsd: socket.socket
+) -> None:
+    known = duckdb.sql(
+        f"select count(distinct lead_id) from read_parquet('{settings.raw_dir}/leads/*.parquet')"
+    ).fetchall()[0][0]
+    # stg_leads is a table (count from the warehouse), lead_features a Parquet export (count
+    # from its footer); views and ephemeral models hold no rows to count.
+    assert built.model_rows["stg_leads"] == known
+    assert built.model_rows["lead_features"] == built.rows["lead_features"]
+    assert "stg_activities" not in built.model_rows
+    packets = [line.replace("|", ":").split(":") for line in _received(statsd)]
+    gauges = {name: float(value) for name, value, kind in packets if kind == "g"}
+    assert gauges["mlsys.features.model_rows.stg_leads"] == known
+    assert gauges["mlsys.features.model_rows.lead_features"] == built.rows["lead_features"]
+    timed = {name for name, _, kind in packets if kind == "ms"}
+    models = ("stg_leads", "stg_activities", "lead_features")
+    assert {f"mlsys.features.model_seconds.{m}" for m in models} <= timed
 
 
 def test_catalogue_comes_from_the_manifest(built: features.FeatureBuildResult, settings: Settings) -> None:
@@ -104,6 +197,58 @@ def test_point_in_time_features_ignore_later_data(isolated_settings: Settings) -
         """
     ).fetchall()[0][0]
     assert changed > 0
+
+
+def test_duplicates_count_once_and_other_types_still_count(
+    isolated_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Exact duplicates change nothing; a type outside var('activity_types') counts in the
+    totals (once, after normalisation) and in no per-type column, and the build warns."""
+    s = isolated_settings
+    features.build(AS_OF, s, selector=features.SCORING_SELECTOR)
+    before = s.lead_features_path(AS_OF).with_name("before.parquet")
+    shutil.copyfile(s.lead_features_path(AS_OF), before)
+    raw = s.raw_dir / "activities"
+    duckdb.sql(
+        f"""
+        copy (
+            select lead_id, occurred_at, activity_type from read_parquet('{raw}/*.parquet')
+            where lead_id % 10 = 0
+            union all
+            select lead_id, timestamp '{AS_OF}' - interval 1 day, unnest([' Chat_Message', 'chat_message'])
+            from read_parquet('{s.raw_dir}/leads/*.parquet') where lead_id % 7 = 0
+        ) to '{raw}/redelivered.parquet' (format parquet)
+        """
+    )
+    with caplog.at_level("WARNING", logger="mlsys.features"):
+        features.build(AS_OF, s, selector=features.SCORING_SELECTOR)
+    assert "accepted_values_stg_activities_activity_type" in caplog.text
+
+    per_type = [
+        c for c in pq.read_schema(before).names if c.startswith("n_") and not c.startswith("n_activities")
+    ]
+    changed = duckdb.sql(
+        f"""
+        select
+            count(*) filter (where b.lead_id % 7 != 0 and (a.n_activities_total != b.n_activities_total
+                or a.n_activities_7d != b.n_activities_7d)),
+            count(*) filter (where b.lead_id % 7 = 0 and (a.n_activities_total != b.n_activities_total + 1
+                or a.n_activities_7d != b.n_activities_7d + 1)),
+            count(*) filter (where {" or ".join(f"a.{c} != b.{c}" for c in per_type)}),
+            count(*) filter (where b.lead_id % 7 = 0)
+        from read_parquet('{s.lead_features_path(AS_OF)}') a join read_parquet('{before}') b using (lead_id)
+        """
+    ).fetchall()[0]
+    assert changed[:3] == (0, 0, 0) and changed[3] > 0
+    with duckdb.connect(str(s.warehouse), read_only=True) as con:
+        other = con.sql(
+            "select count(*), count(activity_type_id) from stg_activities "
+            "where activity_type = 'chat_message'"
+        ).fetchall()[0]
+    leads_7 = duckdb.sql(
+        f"select count(*) from read_parquet('{s.raw_dir}/leads/*.parquet') where lead_id % 7 = 0"
+    ).fetchall()[0][0]
+    assert other == (leads_7, 0)
 
 
 def test_training_snapshots_follow_the_label_rules(isolated_settings: Settings) -> None:
@@ -160,3 +305,131 @@ def test_bad_as_of_is_rejected_by_the_project(isolated_settings: Settings) -> No
         isolated_settings,
     )
     assert not result.success
+
+
+@pytest.fixture(scope="module")
+def docs(built: features.FeatureBuildResult, settings: Settings) -> dict:
+    """`dbt docs generate` after a build: compiles every model (the manifest then has the SQL
+    of all of them) and reads the relations the build left in the warehouse."""
+    result = features.run_dbt(features.dbt_args(settings, "docs", "generate"), settings)
+    assert result.success, result.exception
+    return json.loads(manifest_path(settings).read_text())
+
+
+def test_docs_generate_writes_the_site(docs: dict, settings: Settings) -> None:
+    target = settings.dbt_target_dir
+    assert (target / "index.html").stat().st_size > 0
+    catalog = json.loads((target / "catalog.json").read_text())
+    assert not catalog.get("errors")
+    assert {"model.mlsys.stg_leads", "model.mlsys.lead_features"} <= set(catalog["nodes"])
+    # Ephemeral models have no relation to describe, and that is no error.
+    assert "model.mlsys.int_scoring_activity_windows" not in catalog["nodes"]
+    assert "model.mlsys.int_scoring_activity_windows" in docs["nodes"]
+
+
+def _output_columns(docs: dict) -> dict[str, list[str]]:
+    """The columns each model's compiled SQL really returns, bound (not run) by DuckDB on
+    staging relations made from their own compiled SQL."""
+    models = {n["name"]: n for n in docs["nodes"].values() if n["resource_type"] == "model"}
+    con = duckdb.connect()
+    con.execute("attach ':memory:' as warehouse")
+    for name, node in models.items():
+        if name.startswith("stg_"):
+            con.execute(f"create view warehouse.main.{name} as {node['compiled_code']}")
+    columns = {}
+    for name, node in models.items():
+        described = con.sql(f"describe select * from ({node['compiled_code']})").fetchall()
+        columns[name] = [row[0] for row in described]
+    con.close()
+    return columns
+
+
+def test_every_model_and_column_is_documented_and_tested(docs: dict) -> None:
+    models = {n["unique_id"]: n for n in docs["nodes"].values() if n["resource_type"] == "model"}
+    assert len(models) >= 8
+    tested = {
+        parent
+        for n in docs["nodes"].values()
+        if n["resource_type"] == "test"
+        for parent in n["depends_on"]["nodes"]
+    }
+    actual = _output_columns(docs)
+    for unique_id, node in models.items():
+        name = node["name"]
+        assert node["description"].strip(), f"{name} has no description"
+        assert unique_id in tested, f"{name} has no data test"
+        documented = {c: col["description"].strip() for c, col in node["columns"].items()}
+        assert set(documented) == set(actual[name]), (
+            f"{name}: YAML and SQL columns differ: only in YAML {set(documented) - set(actual[name])}, "
+            f"only in SQL {set(actual[name]) - set(documented)}"
+        )
+        assert all(documented.values()), f"{name}: columns without description: " + ", ".join(
+            c for c, d in documented.items() if not d
+        )
+    for source in docs["sources"].values():
+        assert source["description"].strip() and all(c["description"] for c in source["columns"].values())
+
+
+def test_a_new_feature_is_sql_and_yaml_only(
+    isolated_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data engineer's path: a copy of the project with one new column in both marts
+    trains a model whose signature has it, with no change to any Python."""
+    import mlflow
+
+    from mlsys import registry, train
+
+    project = _copy_project(tmp_path)
+    _add_capped_company_size(project)
+    assert _changed_files(project) == {"macros/activity_windows.sql", "models/marts/_marts.yml"}
+
+    s = _use_project(monkeypatch, project)
+    features.build(AS_OF, s, selector=features.TRAINING_SELECTOR)
+    capped = pq.read_table(s.training_snapshots_path(AS_OF), columns=["company_size", "company_size_capped"])
+    assert capped.num_rows > 0
+    assert "company_size_capped" in load_catalog("training_snapshots", s).numeric
+
+    result = train.train(AS_OF, s)
+    registry.configure(s)
+    info = mlflow.models.get_model_info(f"models:/{s.model_name}/{result.version}")
+    assert info.signature is not None
+    inputs = info.signature.inputs.input_names()
+    assert "company_size_capped" in inputs and "company_size" in inputs
+
+
+def test_catalogue_follows_the_configured_project(
+    isolated_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One home, two project folders: the manifest left by one is never read as the other's."""
+    assert "company_size_capped" not in load_catalog("training_snapshots", isolated_settings).columns
+    project = _copy_project(tmp_path)
+    _add_capped_company_size(project)
+    forked = _use_project(monkeypatch, project)
+    assert forked.dbt_target_dir == isolated_settings.dbt_target_dir
+    assert "company_size_capped" in load_catalog("training_snapshots", forked).numeric
+    back = _use_project(monkeypatch, PROJECT)
+    assert "company_size_capped" not in load_catalog("training_snapshots", back).columns
+
+
+def test_a_failing_data_test_names_itself(
+    isolated_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = _copy_project(tmp_path)
+    (project / "tests" / "assert_no_lead_is_scored.sql").write_text(
+        "-- Fails on purpose: every lead is a violation.\n"
+        "select lead_id from {{ ref('lead_features') }} limit 1\n"
+    )
+    s = _use_project(monkeypatch, project)
+    with pytest.raises(features.FeatureBuildError) as excinfo:
+        features.build(AS_OF, s, selector=features.SCORING_SELECTOR)
+    message = str(excinfo.value)
+    assert "test assert_no_lead_is_scored: Got 1 result, configured to fail if != 0" in message
+    assert "assert_no_lead_is_scored.sql" in message  # where the compiled SQL is, to debug it
+
+
+def test_dbt_runs_leave_the_environment_as_they_found_it(isolated_settings: Settings) -> None:
+    import os
+
+    before = {k: os.environ.get(k) for k in ("MLSYS_DATA_DIR", "MLSYS_WAREHOUSE")}
+    features.run_dbt(features.dbt_args(isolated_settings, "parse"), isolated_settings)
+    assert {k: os.environ.get(k) for k in before} == before

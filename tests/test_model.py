@@ -188,3 +188,16 @@ def test_prepare_frame_names_missing_columns() -> None:
 def test_model_config_rejects_unknown_estimator() -> None:
     with pytest.raises(ValueError, match="estimator"):
         ModelConfig(estimator="svm")
+
+
+def test_arrow_reasons_match_the_python_ones() -> None:
+    from mlsys.model import top_reasons_arrow
+
+    rng = np.random.default_rng(5)
+    contributions = rng.normal(size=(500, 6))
+    contributions[:10] = -1.0  # rows with nothing that raised the score
+    names = [f"f{i}" for i in range(6)]
+    arrow = top_reasons_arrow(contributions, names).to_pylist()
+    assert arrow == top_reasons(contributions, names)
+    assert arrow[:10] == [[] for _ in range(10)]
+    assert top_reasons_arrow(np.empty((4, 0)), []).to_pylist() == [[], [], [], []]

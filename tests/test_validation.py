@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pickle
 import subprocess
 import sys
 from datetime import date, datetime
@@ -15,6 +18,8 @@ from mlsys.settings import REPO_ROOT, Settings
 from mlsys.validation import (
     ERROR,
     LEAD_FEATURES,
+    RAW_ACTIVITIES,
+    RAW_CONVERSIONS,
     RAW_LEADS,
     WARNING,
     DataValidationError,
@@ -69,6 +74,33 @@ def raw_leads_sql(rows: int = ROWS, replace: str = "") -> str:
     return f"{select} FROM ({base}) AS r"
 
 
+def raw_activities_sql(rows: int = ROWS, replace: str = "") -> str:
+    """Activities of the 30 days before AS_OF, every accepted type, newest first."""
+    types = validation._sql_list(validation.ACTIVITY_TYPES)
+    base = f"""
+        SELECT
+            (i % 100)::BIGINT AS lead_id,
+            TIMESTAMP '2026-05-31 12:00:00' - to_minutes(i::BIGINT * 97) AS occurred_at,
+            {types}[1 + i % {len(validation.ACTIVITY_TYPES)}] AS activity_type
+        FROM range({rows}) AS t(i)
+    """
+    select = f"SELECT * REPLACE ({replace})" if replace else "SELECT *"
+    return f"{select} FROM ({base}) AS a"
+
+
+def raw_conversions_sql(rows: int = 40, replace: str = "") -> str:
+    base = f"""
+        SELECT i::BIGINT AS lead_id, TIMESTAMP '2026-05-31 09:00:00' - to_days(i::BIGINT) AS converted_at
+        FROM range({rows}) AS t(i)
+    """
+    select = f"SELECT * REPLACE ({replace})" if replace else "SELECT *"
+    return f"{select} FROM ({base}) AS c"
+
+
+def write_raw(settings: Settings, table: str, sql: str, name: str = "part-0.parquet") -> Path:
+    return copy_to_parquet(sql, settings.raw_dir / table / name)
+
+
 def write_features(settings: Settings, sql: str) -> Path:
     return copy_to_parquet(sql, settings.lead_features_path(AS_OF))
 
@@ -116,7 +148,17 @@ def test_every_expectation_declares_its_severity() -> None:
         assert severities == {ERROR, WARNING}, suite
         for e in expectations:
             if e["meta"]["severity"] == WARNING:
-                assert e["meta"].get("check") in {"null_rate", "distribution"}, e
+                assert e["meta"].get("check") in {"null_rate", "distribution", "freshness"}, e
+
+
+def test_activity_types_are_the_ones_the_features_count() -> None:
+    """The blocking in-set check and the dbt var that makes per-type features must agree."""
+    import yaml
+
+    project = yaml.safe_load((REPO_ROOT / "sql" / "dbt_project.yml").read_text())
+    assert list(validation.ACTIVITY_TYPES) == project["vars"]["activity_types"]
+    meta = json.loads((REPO_ROOT / "great_expectations/expectations/raw_activities.json").read_text())["meta"]
+    assert "blocking error" in meta["mlsys"]["decisions"]["activity_type_in_set"]
 
 
 # ----------------------------------------------------------------------------- good data
@@ -339,6 +381,192 @@ def test_row_count_drop_against_the_previous_successful_run(settings: Settings) 
     assert validation.validate_lead_features(AS_OF, settings).success
 
 
+# ----------------------------------------------------------------------------- raw activities, conversions
+
+
+def test_good_raw_activities_and_conversions_pass_with_an_observed_value_for_every_expectation(
+    settings: Settings,
+) -> None:
+    write_raw(settings, "activities", raw_activities_sql())
+    write_raw(settings, "conversions", raw_conversions_sql())
+    for suite, rows in ((RAW_ACTIVITIES, ROWS), (RAW_CONVERSIONS, 40)):
+        report = validation.validate_raw(suite, settings, as_of=AS_OF, run_time=RUN_TIME)
+        assert report.success, report.summary()
+        assert report.failures == [] and report.warnings == [], report.summary()
+        assert report.row_count == rows
+        assert report.evaluated == len(validation.suite_definitions()[suite]) == len(report.checks)
+        assert all(c["observed"] is not None for c in report.checks), report.checks
+
+
+@pytest.mark.parametrize(
+    ("case", "replace", "expectation", "column", "sample"),
+    [
+        (
+            "activities dated years in the future",
+            "CASE WHEN lead_id = 4 THEN occurred_at + INTERVAL 5 YEAR ELSE occurred_at END AS occurred_at",
+            "expect_column_values_to_be_between:not_in_future",
+            "occurred_at",
+            None,
+        ),
+        (
+            "renamed activity type",
+            "CASE WHEN activity_type = 'page_view' THEN 'web_visit' ELSE activity_type END AS activity_type",
+            "expect_column_values_to_be_in_set",
+            "activity_type",
+            "web_visit",
+        ),
+        (
+            "null activity type",
+            "CASE WHEN lead_id = 3 THEN NULL ELSE activity_type END AS activity_type",
+            "expect_column_values_to_not_be_null",
+            "activity_type",
+            None,
+        ),
+        (
+            "null lead_id",
+            "CASE WHEN lead_id = 3 THEN NULL ELSE lead_id END AS lead_id",
+            "expect_column_values_to_not_be_null",
+            "lead_id",
+            None,
+        ),
+        (
+            "null occurred_at",
+            "CASE WHEN lead_id = 3 THEN NULL ELSE occurred_at END AS occurred_at",
+            "expect_column_values_to_not_be_null",
+            "occurred_at",
+            None,
+        ),
+    ],
+)
+def test_bad_raw_activities_block_naming_the_expectation(
+    settings: Settings, case: str, replace: str, expectation: str, column: str, sample: object
+) -> None:
+    write_raw(settings, "activities", raw_activities_sql(replace=replace))
+    report = validation.validate_raw(RAW_ACTIVITIES, settings, as_of=AS_OF, run_time=RUN_TIME)
+    assert not report.success, case
+    assert column in failure_names(report).get(expectation, set()), (case, report.summary())
+    failure = next(f for f in report.failures if f.expectation == expectation and f.column == column)
+    if sample is not None:
+        assert sample in failure.unexpected_sample
+    line = next(line for line in report.summary().splitlines() if expectation in line and column in line)
+    assert line.lstrip().startswith(f"ERROR   {column}: {expectation} observed ")
+    assert " rows unexpected" in line
+
+
+def test_future_activity_shows_the_timestamp_readably(settings: Settings) -> None:
+    write_raw(
+        settings,
+        "activities",
+        raw_activities_sql(
+            replace="CASE WHEN lead_id = 4 THEN TIMESTAMP '2031-01-01 08:00:00' "
+            "ELSE occurred_at END AS occurred_at"
+        ),
+    )
+    report = validation.validate_raw(RAW_ACTIVITIES, settings, as_of=AS_OF, run_time=RUN_TIME)
+    [failure] = report.failures
+    assert failure.unexpected_sample == [datetime(2031, 1, 1, 8, 0)]
+    assert "4 of 400 rows unexpected (1.00%)" in report.summary()
+    assert "unexpected e.g. [2031-01-01 08:00:00]" in report.summary()
+
+
+def test_a_vanished_type_and_a_stale_export_only_warn(settings: Settings) -> None:
+    write_raw(
+        settings,
+        "activities",
+        raw_activities_sql(replace="replace(activity_type, 'demo_requested', 'page_view') AS activity_type"),
+    )
+    report = validation.validate_raw(RAW_ACTIVITIES, settings, as_of=AS_OF, run_time=RUN_TIME)
+    assert report.success, report.summary()
+    [warning] = report.warnings
+    assert (warning.expectation, warning.column, warning.observed) == (
+        "expect_column_unique_value_count_to_be_between:distribution",
+        "activity_type",
+        len(validation.ACTIVITY_TYPES) - 1,
+    )
+
+    write_raw(settings, "activities", raw_activities_sql())
+    later = date(2026, 7, 15)  # the newest activity is 45 days before this as_of
+    stale = validation.validate_raw(RAW_ACTIVITIES, settings, as_of=later, run_time=datetime(2026, 7, 15, 3))
+    assert stale.success, stale.summary()
+    [warning] = stale.warnings
+    assert (warning.expectation, warning.column) == (
+        "expect_column_values_to_be_between:freshness",
+        "occurred_at",
+    )
+    assert "2026-07-08" in stale.summary()  # the floor: as_of - 7 days
+
+
+def test_a_lead_converts_at_most_once(settings: Settings) -> None:
+    write_raw(
+        settings,
+        "conversions",
+        raw_conversions_sql(replace="CASE WHEN lead_id = 5 THEN 6 ELSE lead_id END AS lead_id"),
+    )
+    report = validation.validate_raw(RAW_CONVERSIONS, settings, as_of=AS_OF, run_time=RUN_TIME)
+    assert not report.success
+    [failure] = report.failures
+    assert (failure.expectation, failure.column) == ("expect_column_values_to_be_unique", "lead_id")
+    assert 6 in failure.unexpected_sample
+
+    write_raw(
+        settings,
+        "conversions",
+        raw_conversions_sql(
+            replace="CASE WHEN lead_id = 5 THEN TIMESTAMP '2030-01-01' ELSE converted_at END AS converted_at"
+        ),
+    )
+    report = validation.validate_raw(RAW_CONVERSIONS, settings, as_of=AS_OF, run_time=RUN_TIME)
+    [failure] = report.failures
+    assert (failure.expectation, failure.column) == (
+        "expect_column_values_to_be_between:not_in_future",
+        "converted_at",
+    )
+
+
+def test_unknown_raw_suite_is_a_clear_error(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="unknown raw suite 'lead_features'"):
+        validation.validate_raw(LEAD_FEATURES, settings)
+
+
+def test_backfill_of_an_older_date_compares_with_older_dates_only(settings: Settings) -> None:
+    def run(as_of: date, rows: int) -> ValidationReport:
+        path = copy_to_parquet(
+            f"SELECT * REPLACE (DATE '{as_of}' AS as_of) FROM ({features_sql(rows)})",
+            settings.lead_features_path(as_of),
+        )
+        assert path.exists()
+        return validation.validate_lead_features(as_of, settings)
+
+    assert run(AS_OF, 1000).success
+    # A backfill of January: fewer leads were known then; today's 1000 is no baseline for it.
+    january = run(date(2026, 1, 1), 300)
+    assert january.success, january.summary()
+    # Later backfills compare with the latest earlier date (300), not with June (1000).
+    assert run(date(2026, 3, 1), 200).success  # 200 >= 300 * 0.5
+    march_drop = run(date(2026, 3, 2), 90)  # < 200 * 0.5
+    assert not march_drop.success
+    assert "previous successful run: 200 rows" in march_drop.summary()
+    # The nightly run after June still compares with June.
+    june_drop = run(date(2026, 6, 2), 400)
+    assert not june_drop.success
+    assert "previous successful run: 1,000 rows" in june_drop.summary()
+    # Raw tables do not depend on the date: their baseline is the previous run, any as_of.
+    write_raw_leads(settings, raw_leads_sql(400))
+    assert validation.validate_raw(RAW_LEADS, settings, as_of=AS_OF).success
+    write_raw_leads(settings, raw_leads_sql(100))
+    assert not validation.validate_raw(RAW_LEADS, settings, as_of=date(2026, 1, 1)).success
+
+
+def test_state_of_an_older_version_is_no_baseline(settings: Settings) -> None:
+    state = settings.data_dir / "gx" / "state" / "row_counts.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({LEAD_FEATURES: {"row_count": 10_000, "validated_at": "x", "source": "y"}}))
+    write_features(settings, features_sql(100))
+    assert validation.validate_lead_features(AS_OF, settings).success
+    runs = json.loads(state.read_text())[LEAD_FEATURES]["runs"]
+    assert runs[AS_OF.isoformat()]["row_count"] == 100
+
+
 # ----------------------------------------------------------------------------- severities and gate
 
 
@@ -444,3 +672,52 @@ def test_command_line_bench_and_write_context(
     committed = REPO_ROOT / "great_expectations"
     for rel in validation.render_context_files():
         assert (copy / rel).read_text() == (committed / rel).read_text()
+
+
+def test_gate_all_names_every_failed_suite_and_survives_pickling(settings: Settings) -> None:
+    write_raw_leads(settings, raw_leads_sql(replace="'fax' AS source"))
+    write_raw(settings, "activities", raw_activities_sql(replace="'web_visit' AS activity_type"))
+    reports = [
+        validation.validate_raw(RAW_LEADS, settings, run_time=RUN_TIME),
+        validation.validate_raw(RAW_ACTIVITIES, settings, as_of=AS_OF, run_time=RUN_TIME),
+    ]
+    with pytest.raises(DataValidationError) as excinfo:
+        validation.gate_all(reports)
+    message = str(excinfo.value)
+    assert message.splitlines()[0] == "data quality gate FAILED in 2 suites (raw_leads, raw_activities)"
+    assert "source: expect_column_values_to_be_in_set" in message
+    assert "activity_type: expect_column_values_to_be_in_set" in message
+    assert "'web_visit'" in message and "'fax'" in message
+    assert message.count("Data Docs: ") == 2
+    copy = pickle.loads(pickle.dumps(excinfo.value))
+    assert str(copy) == message and [r.suite for r in copy.reports] == [RAW_LEADS, RAW_ACTIVITIES]
+
+
+def test_a_suite_after_duckdb_spilled_to_disk_still_runs(settings: Settings) -> None:
+    """DuckDB refuses to set its temp directory again once it spilled there (seen at 30M rows)."""
+    write_raw(settings, "conversions", raw_conversions_sql())
+    stale = settings.data_dir / "gx" / "tmp" / "999999999"  # no such process
+    stale.mkdir(parents=True)
+    assert validation.validate_raw(RAW_CONVERSIONS, settings, as_of=AS_OF, run_time=RUN_TIME).success
+    assert not stale.exists()
+    assert (settings.data_dir / "gx" / "tmp" / str(os.getpid())).is_dir()
+
+    checkpoint = validation._get_context(settings).checkpoints.get(RAW_CONVERSIONS)
+    engine = next(iter(checkpoint.validation_definitions)).batch_definition.data_asset.datasource
+    spill = (
+        "SELECT count(*) FROM (SELECT i::VARCHAR || repeat('x', 24) AS s FROM range(5000000) AS t(i) "
+        "GROUP BY s HAVING count(*) > 1)"
+    )
+    validation._execute(engine.get_execution_engine(), ["SET memory_limit = '64MB'", spill])
+    report = validation.validate_raw(RAW_CONVERSIONS, settings, as_of=AS_OF, run_time=RUN_TIME)
+    assert report.success, report.summary()
+
+
+def test_command_line_bench_raw(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    copy_to_parquet(raw_leads_sql(), data / "raw" / "leads" / "part-0.parquet")
+    copy_to_parquet(raw_activities_sql(), data / "raw" / "activities" / "part-0.parquet")
+    copy_to_parquet(raw_conversions_sql(), data / "raw" / "conversions" / "part-0.parquet")
+    assert validation.main(["bench-raw", "--data-dir", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("PASSED") == 3 and '"peak_rss_mb"' in out and '"raw_activities"' in out

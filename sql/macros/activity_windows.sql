@@ -1,6 +1,8 @@
 {#- Aggregates over one lead's activities strictly before `as_of` (a SQL expression).
     Used by the scoring and the training windows alike, so a feature means the same thing
-    at training and at scoring time. The caller filters `a.occurred_at < as_of`. -#}
+    at training and at scoring time. The caller filters `a.occurred_at < as_of`.
+    Types are matched on activity_type_id (see stg_activities): a number compare per row
+    instead of a string compare, for 24 filtered counts over every activity. -#}
 {% macro activity_window_aggregates(as_of) -%}
     count(*) as n_activities_total,
     {%- for days in var('activity_windows_days') %}
@@ -11,9 +13,10 @@
         and a.occurred_at < {{ as_of }} - interval 7 day
     ) as n_activities_prev_7d,
     {%- for activity_type in var('activity_types') %}
+    {%- set type_id = loop.index %}
     {%- for days in var('activity_windows_days') %}
     count(*) filter (
-        where a.activity_type = '{{ activity_type }}'
+        where a.activity_type_id = {{ type_id }}  -- {{ activity_type }}
         and a.occurred_at >= {{ as_of }} - interval {{ days }} day
     ) as n_{{ activity_type }}_{{ days }}d,
     {%- endfor %}

@@ -1,4 +1,8 @@
 -- Typed, trimmed and de-duplicated leads: one row per lead_id (the earliest record wins).
+-- A table, not a view like the other staging models: every mart and about ten tests read it,
+-- and as a view each of them would re-run the de-duplicating window over all leads.
+{{ config(materialized='table') }}
+
 with
 
 source as (

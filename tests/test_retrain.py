@@ -1,0 +1,93 @@
+"""The retrain DAG against a real MLflow store: skip without drift, versions and aliases,
+the drift evidence, realized performance of past nights."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from mlsys import drift, pipeline, registry
+from mlsys.demo import run_dag
+from mlsys.settings import Settings
+
+pytestmark = pytest.mark.slow
+AS_OF = date(2026, 6, 1)
+
+
+def _versions(settings: Settings) -> list[str]:
+    found = registry.client(settings).search_model_versions(f"name = '{settings.model_name}'")
+    return sorted(str(v.version) for v in found)
+
+
+def test_manual_retrain_without_drift_is_skipped(published: Path, settings: Settings) -> None:
+    before = _versions(settings)
+    champion = registry.alias_version(settings, registry.CHAMPION)
+    run = run_dag("retrain", AS_OF, {"force": False})
+    tis = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert tis["train_and_promote"].endswith("skipped"), tis
+    assert tis["check_drift"].endswith("success")
+    assert _versions(settings) == before
+    assert registry.alias_version(settings, registry.CHAMPION).version == champion.version
+    # the evidence of the skipped week is in MLflow
+    client = registry.client(settings)
+    runs = client.search_runs(
+        [client.get_experiment_by_name(settings.experiment_name).experiment_id],
+        filter_string="tags.`mlsys.kind` = 'drift'",
+    )
+    assert runs and "psi.n_activities_7d" in runs[0].data.metrics
+    assert any(a.path == "drift" for a in client.list_artifacts(runs[0].info.run_id))
+
+
+def test_forced_tuned_retrain_registers_a_challenger(published: Path, settings: Settings) -> None:
+    before = _versions(settings)
+    old_champion = str(registry.alias_version(settings, registry.CHAMPION).version)
+    run_dag("retrain", AS_OF, {"force": True, "tune": True, "estimator": "logreg"})
+    after = _versions(settings)
+    assert len(after) == len(before) + 1
+    new = max(after, key=int)
+    assert str(registry.alias_version(settings, registry.CHALLENGER).version) == new
+    mv = registry.client(settings).get_model_version(settings.model_name, new)
+    decision = mv.tags["promotion.decision"]
+    champion = str(registry.alias_version(settings, registry.CHAMPION).version)
+    assert champion == (new if decision == "promote" else old_champion)
+    run = registry.client(settings).get_run(mv.run_id)
+    assert float(run.data.params["model.logreg_c"]) in {0.01, 0.03, 0.1, 0.3, 1.0, 3.0}
+    assert "champion_roc_auc" in run.data.metrics  # compared on the same holdout
+    assert {"ece", "ece_before_calibration", "lift_at_10pct", "log_loss"} <= set(run.data.metrics)
+    artifacts = {a.path for a in registry.client(settings).list_artifacts(mv.run_id)}
+    assert {"plots", "classification_report.txt", "feature_importances.csv", "reference"} <= artifacts
+
+
+def test_bad_conf_is_refused_at_trigger_time(published: Path, settings: Settings) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    before = _versions(settings)
+    with pytest.raises(ParamValidationError, match="force"):
+        run_dag("retrain", AS_OF, {"force": "yes"})
+    with pytest.raises(ParamValidationError, match="estimator"):
+        run_dag("retrain", AS_OF, {"estimator": "svm"})
+    assert _versions(settings) == before
+
+
+def test_realized_performance_of_a_past_night(published: Path, settings: Settings) -> None:
+    past = date(2026, 4, 1)
+    pipeline.build_scoring_features(past, settings)
+    pipeline.score_and_publish(past, run_id="past-night", settings=settings)
+    realized = drift.realized_performance(AS_OF, settings)
+    assert realized is not None and realized.score_date == past
+    frame = duckdb.sql(
+        f"""
+        select s.score, coalesce(c.converted_at < date '{past}' + interval 30 day, false)::int as label
+        from read_parquet('{settings.partition_dir(past)}/*.parquet') s
+        left join read_parquet('{settings.raw_dir}/conversions/*.parquet') c using (lead_id)
+        where c.converted_at is null or c.converted_at >= date '{past}'
+        """
+    ).df()
+    assert realized.rows == len(frame)
+    assert realized.roc_auc == pytest.approx(roc_auc_score(frame["label"], frame["score"]))
+    assert realized.holdout_roc_auc is not None
+    assert drift.realized_performance(date(2026, 4, 15), settings) is None  # nothing old enough

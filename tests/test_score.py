@@ -1,0 +1,120 @@
+"""Scoring without Airflow: shards, explanations, atomic publish, failure modes."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from mlsys import registry, score
+from mlsys.settings import Settings
+
+AS_OF = date(2026, 6, 1)
+COMPARED = ["lead_id", "score", "score_band", "score_percentile", "top_reasons", "model_version", "as_of"]
+
+
+def _staged_table(result: score.ScoreResult):
+    return pq.read_table(result.staging_dir / score.PART_FILE).select(COMPARED).sort_by("lead_id")
+
+
+def test_sharded_scoring_equals_one_shard(published: Path, settings: Settings) -> None:
+    single = score.score(AS_OF, settings, n_shards=1)
+    table_single = _staged_table(single)
+    sharded = score.score(AS_OF, settings, n_shards=3)
+    table_sharded = _staged_table(sharded)
+    assert sharded.rows == single.rows == table_single.num_rows
+    assert table_sharded.equals(table_single)
+    assert sharded.band_counts == single.band_counts
+    # plan() of the second run cleared the first run's (never published) staging folder
+    assert not single.staging_dir.exists()
+
+
+def test_shards_split_evenly_and_stably() -> None:
+    ids = np.arange(1, 100_001)
+    shards = score.shard_of(ids, 4)
+    counts = np.bincount(shards, minlength=4)
+    assert counts.min() > 0.9 * counts.max()
+    assert (score.shard_of(ids, 4) == shards).all()
+    assert (score.shard_of(ids, 1) == 0).all()
+
+
+def test_publish_swaps_atomically_and_keeps_no_stray_files(published: Path, settings: Settings) -> None:
+    before = {p.name for p in published.iterdir()}
+    result = score.score(AS_OF, settings, run_id="swap-test")
+    target = score.publish(AS_OF, result.staging_dir, settings)
+    assert target == published
+    assert {p.name for p in published.iterdir()} == before == {score.PART_FILE}
+    assert not result.staging_dir.exists()
+    assert set(pq.read_table(published, columns=["run_id"]).column("run_id").to_pylist()) == {"swap-test"}
+    leftovers = [p for p in settings.staging_dir.iterdir() if p.name.startswith(f"score_date={AS_OF}")]
+    assert leftovers == []
+
+
+def test_a_killed_run_leaves_the_partition_intact(published: Path, settings: Settings) -> None:
+    digest = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in published.iterdir()}
+    plan = score.plan(AS_OF, settings, run_id="killed", n_shards=2)
+    score.score_shard(plan, 0, settings)  # shard 1 "dies": its file never appears
+    with pytest.raises(FileNotFoundError, match="expected"):
+        score.combine(plan, [], settings)
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in published.iterdir()} == digest
+    # the next run's plan removes the dead run's staging folder
+    score.plan(AS_OF, settings, run_id="next")
+    assert not plan.staging_dir.exists()
+
+
+def test_scores_are_reproducible_and_explained(published: Path, settings: Settings) -> None:
+    table = pq.read_table(published).to_pylist()
+    top = sorted(table, key=lambda r: -r["score"])[:20]
+    assert all(1 <= len(r["top_reasons"]) <= 3 for r in top)
+    for r in top:
+        contributions = [reason["contribution"] for reason in r["top_reasons"]]
+        assert contributions == sorted(contributions, reverse=True)
+
+
+def test_tree_model_reasons_decompose_its_logit(published: Path, settings: Settings) -> None:
+    from mlsys.catalog import load_catalog
+    from mlsys.model import Explainer, ModelConfig, build_pipeline, plan_smote, prepare_frame, reason_spec
+    from mlsys.train import load_splits
+
+    catalog = load_catalog("training_snapshots", settings)
+    splits = load_splits(settings.training_snapshots_path(AS_OF), catalog, seed=0)
+    num, cat = list(catalog.numeric), list(catalog.categorical)
+    x = prepare_frame(splits.train, num, cat)
+    y = splits.train["label"].to_numpy()
+    pipeline = build_pipeline(num, cat, ModelConfig(estimator="hgb", hgb_max_iter=30), plan_smote(y, False))
+    pipeline.fit(x, y)
+    explainer = Explainer(pipeline, reason_spec(pipeline, x, num + cat))
+    assert explainer.kind == "trees"
+    sample = x.head(200)
+    contributions, names = explainer.contributions(sample)
+    assert set(names) == set(num + cat)
+    residual = pipeline.decision_function(sample) - contributions.sum(axis=1)
+    assert np.ptp(residual) < 1e-9, "contributions must sum to the logit up to a constant"
+    assert any(explainer.top_reasons(sample))
+
+
+def test_missing_features_say_what_to_run(published: Path, settings: Settings) -> None:
+    with pytest.raises(score.FeaturesMissingError, match="mlsys features --as-of 2020-01-01"):
+        score.plan(date(2020, 1, 1), settings)
+
+
+def test_no_champion_says_run_retrain(isolated_settings: Settings) -> None:
+    from mlsys import features
+
+    features.build(AS_OF, isolated_settings)
+    with pytest.raises(registry.NoChampionError, match="retrain"):
+        score.plan(AS_OF, isolated_settings)
+
+
+def test_publish_without_renameat2_still_replaces(
+    published: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(score, "_exchange", lambda a, b: False)
+    result = score.score(AS_OF, settings, run_id="fallback")
+    score.publish(AS_OF, result.staging_dir, settings)
+    assert set(pq.read_table(published, columns=["run_id"]).column("run_id").to_pylist()) == {"fallback"}
+    assert [p.name for p in published.iterdir()] == [score.PART_FILE]
