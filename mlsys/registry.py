@@ -33,6 +33,10 @@ def configure(settings: Settings) -> str:
         db_path = settings.mlflow_tracking_uri.removeprefix("sqlite:///")
         os.makedirs(os.path.dirname(db_path) or ".", exist_ok=True)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    # `models:/` URIs resolve against the registry URI, a separate process-wide setting: pin
+    # it too, or a process that switched homes (a test session, a long-lived server) could
+    # load version N of another store's model.
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     experiment = mlflow.get_experiment_by_name(settings.experiment_name)
     if experiment is None:
         settings.mlflow_artifact_root.mkdir(parents=True, exist_ok=True)
@@ -50,7 +54,7 @@ def client(settings: Settings) -> Any:
     from mlflow import MlflowClient
 
     configure(settings)
-    return MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
 
 
 def alias_version(settings: Settings, alias: str) -> Any | None:
@@ -95,10 +99,13 @@ def load_version(settings: Settings, version: str) -> LoadedModel:
     import mlflow.sklearn
 
     configure(settings)
-    uri = f"models:/{settings.model_name}/{version}"
+    mv = client(settings).get_model_version(settings.model_name, version)
+    # Load from the version's own source (a logged-model id, unique across stores), not from
+    # `models:/<name>/<version>`: MLflow resolves and caches that name per process, so after
+    # a process has touched another store's version N it would load that one again.
+    uri = str(mv.source)
     model = mlflow.sklearn.load_model(uri)
     info = mlflow.models.get_model_info(uri)
-    mv = client(settings).get_model_version(settings.model_name, version)
     return LoadedModel(model, settings.model_name, str(version), dict(info.metadata or {}), mv.run_id)
 
 
