@@ -800,12 +800,15 @@ class _Cached:
 class Scorer:
     """Scores requests with the champion; safe to share between threads.
 
-    Hot state is kept between requests: the champion (reloaded when the alias moves, checked
-    at most every ``refresh_seconds``), the compiled feature SQL (recompiled when the dbt
-    project's files change), one in-memory DuckDB connection per thread, and, with
+    Hot state is kept between requests: the champion (reloaded when the alias moves), the
+    compiled feature SQL (recompiled when the dbt project's files change), the newest
+    published partition, one in-memory DuckDB connection per thread, and, with
     ``cache_features``, the published lead_features file in memory (about 8 bytes per lead
-    and numeric feature) so a lead_id lookup reads no file. A one-shot caller (the DAG task)
-    passes ``cache_features=False`` and reads only the requested rows.
+    and numeric feature) so a lead_id lookup reads no file. By default a request checks the
+    alias, project and partitions itself when the last check is older than
+    ``refresh_seconds``; a server calls :meth:`start_refresher` to have a thread do it.
+    A one-shot caller (the DAG task) passes ``cache_features=False`` and reads only the
+    requested rows.
     """
 
     def __init__(
@@ -829,6 +832,9 @@ class Scorer:
         self._files_lock = threading.Lock()
         self._local = threading.local()
         self._client: Any = None
+        self._refresher: threading.Thread | None = None
+        self._refresher_lock = threading.Lock()
+        self._stop = threading.Event()
 
     # -- champion --------------------------------------------------------------------------
 
@@ -839,7 +845,10 @@ class Scorer:
             registry.configure(self.settings)
             from mlflow import MlflowClient
 
-            self._client = MlflowClient(tracking_uri=self.settings.mlflow_tracking_uri)
+            # Both URIs explicit: the registry URI is otherwise a process-wide setting that
+            # another store's configure() may have changed.
+            uri = self.settings.mlflow_tracking_uri
+            self._client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         try:
             mv = self._client.get_model_version_by_alias(self.settings.model_name, registry.CHAMPION)
         except MlflowException as exc:
@@ -848,14 +857,21 @@ class Scorer:
             raise
         return str(mv.version)
 
+    def _fresh(self, state: _Cached) -> bool:
+        """Whether a cached value may be used without checking it: always while the refresher
+        thread runs (it checks), else for refresh_seconds after the last check."""
+        return self._refresher is not None or monotonic() - state.checked < self.refresh_seconds
+
     def champion(self) -> Champion:
         """The current champion, loaded once per version."""
         state = self._champion
+        current: Champion | None = state.value
+        if current is not None and self._fresh(state):
+            return current
         with state.lock:
-            current: Champion | None = state.value
-            due = monotonic() - state.checked >= self.refresh_seconds
-            if current is not None and not due:
-                return current
+            current = state.value
+            if current is not None and self._fresh(state):
+                return current  # another request checked while this one waited
             version = self.pinned_version or self._alias_version()
             state.checked = monotonic()
             if version is None:
@@ -864,20 +880,37 @@ class Scorer:
                     f"no version of {self.settings.model_name!r} holds the {registry.CHAMPION!r} alias: "
                     "run the retrain DAG first",
                 )
-            if current is not None and current.version == version:
-                return current
-            # Loading takes seconds; it happens under the lock on purpose, so concurrent
-            # requests wait for one load instead of each loading the same version.
-            log.info("loading %s version %s for on-demand scoring", self.settings.model_name, version)
-            state.value = Champion(registry.load_version(self.settings, version))
+            if current is None or current.version != version:
+                # Loading takes seconds; under the lock on purpose, so concurrent requests
+                # wait for one load instead of each loading the same version.
+                log.info("loading %s version %s for on-demand scoring", self.settings.model_name, version)
+                state.value = Champion(registry.load_version(self.settings, version))
             return state.value
+
+    def _refresh_champion(self) -> None:
+        state = self._champion
+        version = self.pinned_version or self._alias_version()
+        current = state.value
+        if version is None:
+            with state.lock:
+                state.value = None  # requests now check inline and answer no_champion
+        elif current is None or current.version != version:
+            log.info("champion moved to %s version %s: loading", self.settings.model_name, version)
+            # Loaded outside the lock: requests keep scoring with the previous version meanwhile.
+            loaded = Champion(registry.load_version(self.settings, version))
+            with state.lock:
+                state.value = loaded
+                state.checked = monotonic()
 
     # -- feature SQL ------------------------------------------------------------------------
 
     def feature_sql(self) -> FeatureSQL:
         state = self._sql
+        current: FeatureSQL | None = state.value
+        if current is not None and current.project_hash == state.key and self._fresh(state):
+            return current
         with state.lock:
-            if state.key is None or monotonic() - state.checked >= self.refresh_seconds:
+            if state.key is None or not self._fresh(state):
                 state.key = project_hash(self.settings)
                 state.checked = monotonic()
             if state.value is not None and state.value.project_hash == state.key:
@@ -892,6 +925,27 @@ class Scorer:
                 state.failed = (state.key, exc)
                 raise
             return state.value
+
+    def _refresh_sql(self) -> None:
+        state = self._sql
+        if state.value is None:
+            return  # compiled on the first payload request, not for servers that get none
+        digest = project_hash(self.settings)
+        if digest == state.value.project_hash or (state.failed is not None and state.failed[0] == digest):
+            return
+        try:
+            compiled = load_feature_sql(self.settings)
+        except ScoringError as exc:
+            with state.lock:
+                state.failed = (digest, exc)
+            # The nightly run will fail on this project too; payloads keep the last SQL that
+            # compiled rather than start failing in the middle of the day.
+            log.error("the changed dbt project does not compile; payloads keep the previous SQL: %s", exc)
+            return
+        with state.lock:
+            state.value = compiled
+            state.key = compiled.project_hash
+            state.checked = monotonic()
 
     def _connection(self) -> Any:
         con = getattr(self._local, "con", None)
@@ -941,11 +995,12 @@ class Scorer:
 
     def latest_published(self) -> date:
         state = self._published
+        current: date | None = state.value
+        if current is not None and self._fresh(state):
+            return current
         with state.lock:
-            if state.value is None or monotonic() - state.checked >= self.refresh_seconds:
-                dates = published_dates(self.settings)
-                state.value = dates[-1] if dates else None
-                state.checked = monotonic()
+            if state.value is None or not self._fresh(state):
+                self._refresh_published_locked()
             if state.value is None:
                 raise UnavailableError(
                     "no_features",
@@ -953,6 +1008,45 @@ class Scorer:
                     "up in: run the score_leads DAG first (or send full lead payloads)",
                 )
             return state.value
+
+    def _refresh_published_locked(self) -> None:
+        dates = published_dates(self.settings)
+        self._published.value = dates[-1] if dates else None
+        self._published.checked = monotonic()
+
+    def _refresh_published(self) -> None:
+        with self._published.lock:
+            self._refresh_published_locked()
+
+    # -- the refresher thread --------------------------------------------------------------
+
+    def start_refresher(self) -> None:
+        """Check the champion alias, the dbt project and the published partitions on a
+        thread of their own every refresh_seconds, so requests never wait for those checks
+        (a long-running server's choice; one-shot callers check inline, which is the default)."""
+        with self._refresher_lock:
+            if self._refresher is not None:
+                return
+            self._stop.clear()
+            self._refresher = threading.Thread(
+                target=self._refresh_loop, name="mlsys-scorer-refresh", daemon=True
+            )
+            self._refresher.start()
+
+    def stop_refresher(self) -> None:
+        with self._refresher_lock:
+            thread, self._refresher = self._refresher, None
+            self._stop.set()
+        if thread is not None:
+            thread.join(timeout=60)
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(max(self.refresh_seconds, 0.05)):
+            for step in (self._refresh_champion, self._refresh_sql, self._refresh_published):
+                try:
+                    step()
+                except Exception:  # keep refreshing; requests report their own errors
+                    log.exception("on-demand scorer: %s failed", step.__name__)
 
     def lookup(self, ids: list[int], as_of: date, columns: list[str]) -> tuple[Any, list[int]]:
         """Rows of `ids` in the lead_features file of `as_of`, and the ids it lacks."""
@@ -1054,6 +1148,15 @@ class Scorer:
         as_of: date,
         out: dict[int, dict[str, Any]],
     ) -> None:
+        present = set(table.column_names)
+        missing = [c for c in [*champion.numeric, *champion.categorical] if c not in present]
+        if missing:
+            raise UnavailableError(
+                "feature_mismatch",
+                f"the features as of {as_of} lack columns champion v{champion.version} needs: "
+                f"{', '.join(missing)} (retrain after changing the feature catalogue)",
+                {"missing": missing},
+            )
         p, reasons, bands = champion.predict(table)
         for item, score, reason, band in zip(items, p.tolist(), reasons, bands.tolist(), strict=True):
             out[item.index] = {

@@ -76,6 +76,9 @@ def build_app() -> Any:
         # Load the champion and compile the feature SQL now, not inside the first request's
         # latency; failures here are reported by the requests that need the missing part.
         on_demand.warm_up(scorer)
+        # From now on the alias, the dbt project and the partitions are checked off the
+        # request path; a promotion reaches this server within MLSYS_ON_DEMAND_REFRESH_SECONDS.
+        scorer.start_refresher()
         # What is loaded by now (Airflow, the model, the compiled SQL) lives as long as the
         # server: out of the collector's generations, full collections inside a request no
         # longer walk it (a one-lead request's p99 roughly halves here).

@@ -294,6 +294,41 @@ def test_champion_reloads_when_the_alias_moves(
     registry.configure(settings)  # MLflow's global tracking URI back to the session's store
 
 
+def test_refresher_thread_follows_the_alias(
+    published: Path, settings: Settings, tmp_path: Path, partition: dict[int, Any]
+) -> None:
+    """A server's scorer: the alias is checked off the request path, requests keep scoring
+    with the loaded version until the new one is in."""
+    import time
+
+    copy = _registry_copy(settings, tmp_path)
+    client = registry.client(copy)
+    current = client.get_model_version_by_alias(copy.model_name, registry.CHAMPION)
+    scorer = on_demand.Scorer(copy, refresh_seconds=0.2)
+    lead = {"leads": [{"lead_id": sorted(partition)[0]}]}
+    try:
+        assert scorer.score(lead)[0]["model_version"] == str(current.version)
+        scorer.start_refresher()
+        newer = client.create_model_version(copy.model_name, current.source, run_id=current.run_id)
+        client.set_registered_model_alias(copy.model_name, registry.CHAMPION, newer.version)
+        deadline = time.monotonic() + 120
+        versions = set()
+        while time.monotonic() < deadline:
+            versions.add(scorer.score(lead)[0]["model_version"])
+            if str(newer.version) in versions:
+                break
+            time.sleep(0.1)
+        assert versions <= {str(current.version), str(newer.version)}
+        assert str(newer.version) in versions
+        client.delete_registered_model_alias(copy.model_name, registry.CHAMPION)
+        time.sleep(1.0)
+        with pytest.raises(on_demand.UnavailableError, match="no version"):
+            scorer.score(lead)
+    finally:
+        scorer.stop_refresher()
+        registry.configure(settings)
+
+
 # -- the compiled feature SQL ------------------------------------------------------------------
 
 

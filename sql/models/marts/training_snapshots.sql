@@ -1,5 +1,11 @@
 -- One row per lead per weekly snapshot date with its label: what `retrain` learns from.
-{{ config(location=feature_location('training_snapshots')) }}
+-- Joining every snapshot to every earlier activity takes more memory than the nightly scoring
+-- build is allowed (about 3.2 GB peak at 1M leads; out of memory at the profile's 1.5 GB), so
+-- this weekly model raises DuckDB's limit for the rest of its dbt run.
+{{ config(
+    location=feature_location('training_snapshots'),
+    pre_hook="set memory_limit = '" ~ env_var('MLSYS_DUCKDB_TRAINING_MEMORY_LIMIT', '4GB') ~ "'",
+) }}
 
 with
 
