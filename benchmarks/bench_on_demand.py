@@ -184,6 +184,7 @@ def main() -> int:
 
     import pyarrow.parquet as pq
 
+    from mlsys import champion as champion_model
     from mlsys import on_demand
     from mlsys.client import Client
     from tests.test_live_api import USER, LiveStack, free_port
@@ -194,7 +195,7 @@ def main() -> int:
     champion = on_demand.Scorer(settings).champion()
     features = pq.read_table(settings.lead_features_path(AS_OF))
     rows = on_demand._align(features, ids_100)
-    frame = on_demand.model_frame(rows, champion.numeric, champion.categorical)
+    frame = champion_model.model_frame(rows, champion.numeric, champion.categorical)
 
     def mlflow_body(n: int) -> bytes:
         part = frame.iloc[:n]

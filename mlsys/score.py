@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlsys import registry
-from mlsys.model import prepare_frame, top_reasons_arrow
+from mlsys.champion import Champion
 from mlsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -188,16 +188,15 @@ def score_shard(
 
     Written under a temporary name and renamed, so a retried shard replaces its own file
     and a killed one leaves nothing a later step would pick up."""
-    from mlsys.model import Explainer, ReasonSpec
-
     settings = settings or Settings.from_env()
     if not 0 <= shard < score_plan.n_shards:
         raise ValueError(f"shard {shard} is outside 0..{score_plan.n_shards - 1}")
     start = perf_counter()
     champion = champion or registry.load_version(settings, score_plan.model_version)
     cutoffs = champion.metadata["score_bands"]
-    reasons_meta = champion.metadata.get("reasons")
-    explainer = Explainer(champion.model, ReasonSpec(**reasons_meta)) if reasons_meta else None
+    # Transforms each batch once for the probability and the reasons (checked at load time
+    # against the pipeline's own predict_proba on probe rows; see mlsys.champion).
+    scorer = Champion(champion)
     as_of, n_shards = score_plan.as_of, score_plan.n_shards
     final = score_plan.staging_dir / f"unranked-{shard:05d}.parquet"
     partial = final.with_suffix(".parquet.tmp")
@@ -211,12 +210,7 @@ def score_shard(
                 batch = batch.filter(pa.array(mine))
                 if batch.num_rows == 0:
                     continue
-            frame = batch.to_pandas()
-            x = prepare_frame(frame, champion.numeric, champion.categorical)
-            p = champion.model.predict_proba(x)[:, 1]
-            reasons = (
-                explainer.top_reasons_arrow(x) if explainer else top_reasons_arrow(np.empty((len(p), 0)), [])
-            )
+            p, reasons = scorer.score_arrow(batch)
             bands = band_of(p, cutoffs)
             for b, n in zip(*np.unique(bands, return_counts=True), strict=True):
                 band_counts[str(b)] += int(n)

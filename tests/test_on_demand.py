@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from mlsys import champion as champion_model
 from mlsys import on_demand, registry
 from mlsys.on_demand import RequestError
 from mlsys.settings import Settings
@@ -229,7 +230,7 @@ def test_model_frame_is_the_nightly_model_input(scorer: on_demand.Scorer, settin
     table = pq.read_table(settings.lead_features_path(AS_OF)).slice(0, 300)
     expected = prepare_frame(table.to_pandas(), champion.numeric, champion.categorical)
     pd.testing.assert_frame_equal(
-        on_demand.model_frame(table, champion.numeric, champion.categorical), expected
+        champion_model.model_frame(table, champion.numeric, champion.categorical), expected
     )
 
 
@@ -241,7 +242,7 @@ def test_split_scoring_is_exactly_the_nightly_computation(
     table = pq.read_table(settings.lead_features_path(AS_OF)).slice(0, 500)
     p, reasons, _ = champion.predict(table)
     # The nightly computation: predict_proba and the explainer on the pandas frame.
-    x = on_demand.model_frame(table, champion.numeric, champion.categorical)
+    x = champion_model.model_frame(table, champion.numeric, champion.categorical)
     assert np.array_equal(p, champion.loaded.model.predict_proba(x)[:, 1])
     assert champion.explainer is not None
     assert reasons == champion.explainer.top_reasons(x)

@@ -75,6 +75,28 @@ def test_scores_are_reproducible_and_explained(published: Path, settings: Settin
         assert contributions == sorted(contributions, reverse=True)
 
 
+def test_nightly_scores_equal_the_pipelines_own_predictions(published: Path, settings: Settings) -> None:
+    """The nightly path transforms each batch once (mlsys.champion); what it publishes must be
+    what the registered pipeline's predict_proba and the explainer give on a pandas frame."""
+    from mlsys.champion import Champion
+    from mlsys.model import Explainer, ReasonSpec, prepare_frame
+
+    partition = pq.read_table(published).sort_by("lead_id")
+    loaded = registry.load_version(settings, partition.column("model_version")[0].as_py())
+    assert Champion(loaded).split_scoring, "the default champion should take the one-transform path"
+    features = pq.read_table(settings.lead_features_path(AS_OF)).sort_by("lead_id")
+    assert features.column("lead_id").equals(partition.column("lead_id"))
+    x = prepare_frame(features.to_pandas(), loaded.numeric, loaded.categorical)
+    expected = loaded.model.predict_proba(x)[:, 1]
+    np.testing.assert_allclose(partition.column("score").to_numpy(), expected, rtol=1e-12, atol=1e-15)
+    explainer = Explainer(loaded.model, ReasonSpec(**loaded.metadata["reasons"]))
+    expected_reasons = explainer.top_reasons(x.head(300))
+    published_reasons = partition.column("top_reasons").to_pylist()[:300]
+    assert [[r["feature"] for r in row] for row in published_reasons] == [
+        [r["feature"] for r in row] for row in expected_reasons
+    ]
+
+
 def test_tree_model_reasons_decompose_its_logit(published: Path, settings: Settings) -> None:
     from mlsys.catalog import load_catalog
     from mlsys.model import Explainer, ModelConfig, build_pipeline, plan_smote, prepare_frame, reason_spec
