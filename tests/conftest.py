@@ -74,7 +74,14 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crm: Path
     monkeypatch.setenv("MLSYS_HOME", str(home))
     for name in ("MLSYS_DATA_DIR", "MLSYS_WAREHOUSE", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(name, raising=False)
+    import mlflow
+
+    tracking_uri, registry_uri = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     yield Settings.from_env()
+    # MLflow keeps its URIs in process globals: a test that trained in this home must not
+    # leave later tests reading this home's store.
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(registry_uri)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
