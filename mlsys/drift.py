@@ -253,7 +253,7 @@ def realized_performance(
         [
             settings.horizon_days,
             str(settings.partition_dir(score_date) / "*.parquet"),
-            str(settings.raw_dir / "conversions" / "*.parquet"),
+            str(settings.conversions_files),
         ],
     ).df()
     if frame.empty or frame["label"].nunique() < 2:
