@@ -56,6 +56,9 @@ class Settings:
     model_name: str = "lead_scoring"
     # The classifier a retrain uses unless told otherwise (DAG param, CLI --estimator).
     estimator: str = "logreg"
+    # How training splits the snapshots (mlsys.train.load_splits): "time" (the latest snapshot
+    # is the holdout, the one before calibrates) or "random" (stratified; one row per lead).
+    training_split: str = "time"
     experiment_name: str = "lead_scoring"
     horizon_days: int = 30
     snapshot_weeks: int = 12
@@ -140,6 +143,7 @@ class Settings:
             ).resolve(),
             model_name=_env("MLSYS_MODEL_NAME", "lead_scoring"),
             estimator=_env("MLSYS_ESTIMATOR", "logreg"),
+            training_split=_env("MLSYS_SPLIT", "time"),
             experiment_name=_env("MLSYS_EXPERIMENT", "lead_scoring"),
             horizon_days=_env_int("MLSYS_HORIZON_DAYS", 30),
             snapshot_weeks=_env_int("MLSYS_SNAPSHOT_WEEKS", 12),
