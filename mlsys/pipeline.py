@@ -111,7 +111,11 @@ def _log_drift_run(as_of: date, report: Any, realized: Any, settings: Settings) 
         mlflow.log_metric("drift_detected", int(report.detected))
         if realized is not None:
             mlflow.log_metrics(
-                {"realized_roc_auc": realized.roc_auc, "realized_degraded": int(realized.degraded)}
+                {
+                    "realized_roc_auc": realized.roc_auc,
+                    "realized_ece": realized.ece,
+                    "realized_degraded": int(realized.degraded),
+                }
             )
         with tempfile.TemporaryDirectory() as tmp:
             drift.log_report(report, Path(tmp))
