@@ -10,10 +10,11 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_PREFERENCE := only-system
 export MLSYS_HOME ?= $(CURDIR)/var
 
-.PHONY: help demo test test-postgres lint format typecheck clean distclean system-deps airflow mlflow
+.PHONY: help demo bank-demo test test-postgres lint format typecheck clean distclean system-deps airflow mlflow
 
 help:
 	@echo "make demo   - synthetic CRM -> features -> gate -> train -> score, through Airflow"
+	@echo "make bank-demo - the UCI Bank Marketing export as a second source: gate, retrain, score"
 	@echo "make test   - the whole test suite with coverage (installs what it needs)"
 	@echo "make test-postgres - PostgreSQL metadata + MLflow, Celery workers: live, throwaway servers"
 	@echo "make airflow - the Airflow UI on 127.0.0.1:8080 over the demo's state (Ctrl-C stops it)"
@@ -33,6 +34,17 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 demo: $(VENV)/.synced
 	$(PY) -m mlsys.demo
+
+# The second source (README: "Bring your own CRM export"): its env file switches every MLSYS_*
+# setting, the export is landed under its own home, then gate -> retrain -> score by the CLI.
+BANK := sources/bank_marketing
+bank-demo: $(VENV)/.synced
+	set -a && . $(BANK)/bank_marketing.env && set +a && \
+	mkdir -p $$MLSYS_HOME/data/raw/bank_marketing && \
+	cp $(BANK)/data/bank-full.csv.gz $$MLSYS_HOME/data/raw/bank_marketing/ && \
+	$(VENV)/bin/mlsys train --as-of 2008-09-22 --force && \
+	$(VENV)/bin/mlsys features --as-of 2008-11-01 && \
+	$(VENV)/bin/mlsys score --as-of 2008-11-01
 
 # Same MLSYS_HOME as the demo. AIRFLOW_PORT / MLFLOW_PORT change the ports, MLSYS_UNPAUSE=1|0
 # unpauses|pauses score_leads and retrain (unset: left as they are, paused when new).
@@ -69,6 +81,7 @@ lint: $(VENV)/.synced
 	$(VENV)/bin/ruff format --check mlsys dags plugins tests benchmarks
 	$(VENV)/bin/mypy mlsys
 	mkdir -p $(MLSYS_HOME) && cd sql && MLSYS_WAREHOUSE=$(MLSYS_HOME)/lint.duckdb ../$(VENV)/bin/sqlfluff lint models tests
+	cd $(BANK)/dbt && MLSYS_WAREHOUSE=$(MLSYS_HOME)/lint-bank.duckdb ../../../$(VENV)/bin/sqlfluff lint models tests
 
 format: $(VENV)/.synced
 	$(VENV)/bin/ruff check --fix mlsys dags plugins tests benchmarks

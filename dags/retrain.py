@@ -14,6 +14,7 @@ Roll back: point the `champion` alias at an older version in MLflow.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pendulum
@@ -40,7 +41,12 @@ MODEL = Asset("mlsys://models/lead_scoring")
         "force": Param(False, type="boolean", description="Train even without drift"),
         "tune": Param(False, type="boolean", description="Randomized hyper-parameter search"),
         "use_smote": Param(True, type="boolean", description="SMOTE when negatives/positives > 2"),
-        "estimator": Param("logreg", enum=["logreg", "hgb"], description="Classifier"),
+        # The deployment's default classifier (MLSYS_ESTIMATOR, e.g. in a source's env file).
+        "estimator": Param(
+            os.environ.get("MLSYS_ESTIMATOR", "").strip() or "logreg",
+            enum=["logreg", "hgb"],
+            description="Classifier",
+        ),
         "as_of": Param(
             None,
             type=["null", "string"],
@@ -122,7 +128,7 @@ def retrain() -> None:
             date.fromisoformat(built["as_of"]),
             tune=bool_param(params, "tune", False),  # type: ignore[arg-type]
             use_smote=bool_param(params, "use_smote", True),  # type: ignore[arg-type]
-            estimator=str(params.get("estimator", "logreg")),  # type: ignore[attr-defined]
+            estimator=str(params.get("estimator") or "") or None,  # type: ignore[attr-defined]
             trigger="schedule" if decision["reason"].startswith("weekly") else "manual",
         )
 

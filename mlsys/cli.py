@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tune", action="store_true", help="randomized search, SMOTE inside each fold")
     t.add_argument("--force", action="store_true", help="train even without drift")
     t.add_argument("--no-smote", action="store_true")
-    t.add_argument("--estimator", choices=["logreg", "hgb"], default="logreg")
+    t.add_argument(
+        "--estimator", choices=["logreg", "hgb"], default=None, help="default: MLSYS_ESTIMATOR or logreg"
+    )
     return parser
 
 
@@ -174,7 +176,7 @@ def _run(args: argparse.Namespace) -> int:
         from mlsys import validation
 
         # The suites the DAG gates run, in the same order: raw tables first, then the mart.
-        raw_suites = validation.RAW_TRAINING_SUITES if args.training else validation.RAW_SCORING_SUITES
+        raw_suites = validation.raw_suites(settings, training=args.training)
         reports = [validation.validate_raw(suite, settings, as_of=as_of) for suite in raw_suites]
         if args.training:
             reports.append(validation.validate_training_snapshots(as_of, settings))

@@ -195,7 +195,13 @@ def log_report(report: DriftReport, out_dir: Path) -> list[Path]:
 
 @dataclass
 class RealizedPerformance:
-    """How the scores of a past night fared once their labels were known."""
+    """How the scores of a past night fared once their labels were known.
+
+    Degraded when the ranking got worse (ROC AUC more than ``max_drop`` below the version's
+    holdout AUC) or when the published score stopped being a probability: its realized ECE
+    above ``max_ece`` (MLSYS_MAX_ECE, the bound a model had to meet to be promoted). A shift
+    of the conversion rate can leave the ranking almost intact while every score is off.
+    """
 
     score_date: date
     model_version: str
@@ -204,22 +210,41 @@ class RealizedPerformance:
     roc_auc: float
     holdout_roc_auc: float | None
     max_drop: float
+    mean_score: float | None = None
+    ece: float | None = None
+    max_ece: float | None = None
+
+    @property
+    def ranking_degraded(self) -> bool:
+        return self.holdout_roc_auc is not None and self.roc_auc < self.holdout_roc_auc - self.max_drop
+
+    @property
+    def miscalibrated(self) -> bool:
+        return self.ece is not None and self.max_ece is not None and self.ece > self.max_ece
 
     @property
     def degraded(self) -> bool:
-        return self.holdout_roc_auc is not None and self.roc_auc < self.holdout_roc_auc - self.max_drop
+        return self.ranking_degraded or self.miscalibrated
 
     def summary(self) -> str:
         ref = f" vs holdout {self.holdout_roc_auc:.3f}" if self.holdout_roc_auc is not None else ""
-        verdict = "DEGRADED" if self.degraded else "ok"
+        calibration = ""
+        if self.ece is not None and self.mean_score is not None:
+            bound = f" (bound {self.max_ece:.3f})" if self.max_ece is not None else ""
+            calibration = f"; mean score {self.mean_score:.1%}, ECE {self.ece:.3f}{bound}"
+        reasons = [
+            r for r, bad in (("ranking", self.ranking_degraded), ("calibration", self.miscalibrated)) if bad
+        ]
+        verdict = f"DEGRADED ({', '.join(reasons)})" if reasons else "ok"
         return (
             f"realized ROC AUC of v{self.model_version} on {self.score_date} "
-            f"({self.rows:,} leads, {self.positive_rate:.1%} converted): {self.roc_auc:.3f}{ref} -> {verdict}"
+            f"({self.rows:,} leads, {self.positive_rate:.1%} converted): {self.roc_auc:.3f}{ref}"
+            f"{calibration} -> {verdict}"
         )
 
 
 def realized_performance(
-    as_of: date, settings: Settings | None = None, max_drop: float = 0.05
+    as_of: date, settings: Settings | None = None, max_drop: float = 0.05, max_ece: float | None = None
 ) -> RealizedPerformance | None:
     """The latest published partition old enough for its labels to be complete (scored at
     least a horizon before `as_of`), joined to the conversions: its realized ROC AUC. None
@@ -227,7 +252,10 @@ def realized_performance(
     import duckdb
     from sklearn.metrics import roc_auc_score
 
+    from mlsys.evaluate import expected_calibration_error
+
     settings = settings or Settings.from_env()
+    max_ece = settings.max_calibration_error if max_ece is None else max_ece
     cutoff = as_of.toordinal() - settings.horizon_days
     candidates = sorted(
         d
@@ -253,7 +281,7 @@ def realized_performance(
         [
             settings.horizon_days,
             str(settings.partition_dir(score_date) / "*.parquet"),
-            str(settings.raw_dir / "conversions" / "*.parquet"),
+            str(settings.conversions_files),
         ],
     ).df()
     if frame.empty or frame["label"].nunique() < 2:
@@ -268,6 +296,9 @@ def realized_performance(
         float(roc_auc_score(frame["label"], frame["score"])),
         holdout,
         max_drop,
+        mean_score=float(frame["score"].mean()),
+        ece=expected_calibration_error(frame["label"].to_numpy(), frame["score"].to_numpy()),
+        max_ece=max_ece,
     )
     metrics.gauge("realized.roc_auc", result.roc_auc, settings)
     metrics.gauge("realized.degraded", int(result.degraded), settings)

@@ -31,13 +31,14 @@ def build_training_features(as_of: date, settings: Settings | None = None) -> di
 def gate_raw(as_of: date, settings: Settings | None = None, *, training: bool = False) -> dict[str, Any]:
     """The raw landing tables through Great Expectations, before dbt reads them.
 
-    Scoring reads leads and activities; training also reads conversions. Every suite runs,
-    then one DataValidationError names every failed expectation of every suite.
+    Scoring reads leads and activities; training also reads conversions (the built-in gate;
+    a GX context with an ``mlsys_gate.yml`` names its own raw suites per stage). Every suite
+    runs, then one DataValidationError names every failed expectation of every suite.
     """
     from mlsys import validation
 
     settings = settings or Settings.from_env()
-    suites = validation.RAW_TRAINING_SUITES if training else validation.RAW_SCORING_SUITES
+    suites = validation.raw_suites(settings, training=training)
     return validation.gate_all([validation.validate_raw(s, settings, as_of=as_of) for s in suites])
 
 
@@ -110,7 +111,11 @@ def _log_drift_run(as_of: date, report: Any, realized: Any, settings: Settings) 
         mlflow.log_metric("drift_detected", int(report.detected))
         if realized is not None:
             mlflow.log_metrics(
-                {"realized_roc_auc": realized.roc_auc, "realized_degraded": int(realized.degraded)}
+                {
+                    "realized_roc_auc": realized.roc_auc,
+                    "realized_ece": realized.ece,
+                    "realized_degraded": int(realized.degraded),
+                }
             )
         with tempfile.TemporaryDirectory() as tmp:
             drift.log_report(report, Path(tmp))
@@ -123,13 +128,15 @@ def train_challenger(
     settings: Settings | None = None,
     tune: bool = False,
     use_smote: bool = True,
-    estimator: str = "logreg",
+    estimator: str | None = None,
     trigger: str = "manual",
 ) -> dict[str, Any]:
+    """``estimator`` None: the settings' (MLSYS_ESTIMATOR, default logreg)."""
     from mlsys.model import ModelConfig
     from mlsys.train import train
 
-    config = ModelConfig(estimator=estimator, use_smote=use_smote)
+    settings = settings or Settings.from_env()
+    config = ModelConfig(estimator=estimator or settings.estimator, use_smote=use_smote)
     result = train(as_of, settings, config, do_tune=tune, trigger=trigger)
     if str(result.version).isdigit():
         from mlsys import metrics

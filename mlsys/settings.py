@@ -54,6 +54,11 @@ class Settings:
     dbt_project_dir: Path
     gx_context_dir: Path
     model_name: str = "lead_scoring"
+    # The classifier a retrain uses unless told otherwise (DAG param, CLI --estimator).
+    estimator: str = "logreg"
+    # How training splits the snapshots (mlsys.train.load_splits): "time" (the latest snapshot
+    # is the holdout, the one before calibrates) or "random" (stratified; one row per lead).
+    training_split: str = "time"
     experiment_name: str = "lead_scoring"
     horizon_days: int = 30
     snapshot_weeks: int = 12
@@ -65,6 +70,9 @@ class Settings:
     promotion_margin: float = 0.005
     max_calibration_error: float = 0.05
     row_drop_max_share: float = 0.5
+    # Where the realized-performance check reads the outcomes (lead_id, converted_at): a glob
+    # under data_dir. A source without a raw conversions table points it at a mart it exports.
+    conversions_glob: str = "raw/conversions/*.parquet"
     # On-demand scoring (mlsys/on_demand.py): leads per request, and how often a running
     # scorer looks for a moved champion alias or changed feature SQL.
     on_demand_max_leads: int = 100
@@ -92,6 +100,11 @@ class Settings:
     @property
     def scored_dir(self) -> Path:
         return self.data_dir / "scored_leads"
+
+    @property
+    def conversions_files(self) -> Path:
+        """The Parquet file(s) of conversions, as a glob (DuckDB expands it)."""
+        return self.data_dir / self.conversions_glob
 
     @property
     def staging_dir(self) -> Path:
@@ -129,6 +142,8 @@ class Settings:
                 _env("MLSYS_GX_CONTEXT_DIR", str(REPO_ROOT / "great_expectations"))
             ).resolve(),
             model_name=_env("MLSYS_MODEL_NAME", "lead_scoring"),
+            estimator=_env("MLSYS_ESTIMATOR", "logreg"),
+            training_split=_env("MLSYS_SPLIT", "time"),
             experiment_name=_env("MLSYS_EXPERIMENT", "lead_scoring"),
             horizon_days=_env_int("MLSYS_HORIZON_DAYS", 30),
             snapshot_weeks=_env_int("MLSYS_SNAPSHOT_WEEKS", 12),
@@ -140,6 +155,7 @@ class Settings:
             promotion_margin=_env_float("MLSYS_PROMOTION_MARGIN", 0.005),
             max_calibration_error=_env_float("MLSYS_MAX_ECE", 0.05),
             row_drop_max_share=_env_float("MLSYS_ROW_DROP_MAX_SHARE", 0.5),
+            conversions_glob=_env("MLSYS_CONVERSIONS", "raw/conversions/*.parquet"),
             on_demand_max_leads=_env_int("MLSYS_ON_DEMAND_MAX_LEADS", 100),
             on_demand_refresh_seconds=_env_float("MLSYS_ON_DEMAND_REFRESH_SECONDS", 5.0),
         )

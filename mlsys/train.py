@@ -1,9 +1,11 @@
 """Train a challenger on the training snapshots, evaluate it honestly, register it in MLflow
 and promote it to champion when it beats the current one.
 
-Split by time, never at random across snapshot dates: the most recent snapshot is the
-holdout, the one before it calibrates, the older ones train. The same lead appears in many
-snapshots, so a random split would leak its future into training.
+Split by time by default (MLSYS_SPLIT=time), never at random across snapshot dates: the most
+recent snapshot is the holdout, the one before it calibrates, the older ones train. The same
+lead appears in many snapshots, so a random split would leak its future into training.
+MLSYS_SPLIT=random is for sources whose snapshots hold each lead once (a contact with a
+one-off outcome): a stratified random split, refused when a lead appears twice.
 """
 
 from __future__ import annotations
@@ -78,14 +80,22 @@ class TrainResult:
         )
 
 
-def load_splits(path: Path, catalog: FeatureCatalog, seed: int) -> Splits:
+SPLITS = ("time", "random")
+RANDOM_HOLDOUT_SHARE = 0.2  # of all rows; the calibration set is this share of the rest
+
+
+def load_splits(path: Path, catalog: FeatureCatalog, seed: int, split: str = "time") -> Splits:
     """Read the snapshots with DuckDB, sampling each split to a bounded size."""
     import duckdb
 
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if not path.exists():
         raise FileNotFoundError(f"training snapshots not found at {path}: build them first")
     con = duckdb.connect()
     source = f"read_parquet('{_sql_path(path)}')"
+    if split == "random":
+        return _random_splits(con, source, catalog, seed, path)
     dates = [str(d) for (d,) in con.execute(f"select distinct as_of from {source} order by 1").fetchall()]
     if len(dates) < 3:
         raise TrainingDataError(
@@ -104,6 +114,44 @@ def load_splits(path: Path, catalog: FeatureCatalog, seed: int) -> Splits:
     calibration = read("as_of = ?", [dates[-2]], MAX_HOLDOUT_ROWS)
     train = read("as_of < ?", [dates[-2]], MAX_TRAIN_ROWS)
     return Splits(train, calibration, holdout, dates[:-2], dates[-2], dates[-1])
+
+
+def _random_splits(con: Any, source: str, catalog: FeatureCatalog, seed: int, path: Path) -> Splits:
+    """Stratified random holdout (RANDOM_HOLDOUT_SHARE of the rows), then a stratified
+    calibration set of the same share of the rest, both with ``seed``: valid only when every
+    lead is in the snapshots once, which is checked."""
+    from sklearn.model_selection import train_test_split
+
+    cols = ", ".join(["lead_id", "as_of", *catalog.columns, "label"])
+    limit = MAX_TRAIN_ROWS + 2 * MAX_HOLDOUT_ROWS
+    frame = con.execute(
+        f"select {cols} from {source} order by hash(lead_id, as_of, {int(seed)}) limit {limit}"
+    ).df()
+    frame = frame.sort_values(["lead_id", "as_of"], kind="stable").reset_index(drop=True)
+    if frame["lead_id"].duplicated().any():
+        raise TrainingDataError(
+            f"MLSYS_SPLIT=random needs each lead once in the training snapshots, but {path} holds "
+            "some leads in several snapshots (a random split would leak their future): use "
+            "MLSYS_SPLIT=time"
+        )
+    if frame["label"].value_counts().min() < 5 or frame["label"].nunique() < 2:
+        raise TrainingDataError(f"too few rows of a class in {path} for a stratified random split")
+    rest, holdout = train_test_split(
+        frame, test_size=RANDOM_HOLDOUT_SHARE, stratify=frame["label"], random_state=seed
+    )
+    train, calibration = train_test_split(
+        rest, test_size=RANDOM_HOLDOUT_SHARE, stratify=rest["label"], random_state=seed
+    )
+    dates = sorted(str(d) for d in frame["as_of"].unique())
+    share = f"{RANDOM_HOLDOUT_SHARE:.0%}"
+    return Splits(
+        train.reset_index(drop=True),
+        calibration.reset_index(drop=True),
+        holdout.reset_index(drop=True),
+        [dates[0], dates[-1]],
+        f"stratified random {share} of the rest (seed {seed})",
+        f"stratified random {share} of {dates[0]}..{dates[-1]} (seed {seed})",
+    )
 
 
 def _sql_path(path: Path) -> str:
@@ -208,7 +256,9 @@ def train(
     config = config or ModelConfig()
     catalog = load_catalog("training_snapshots", settings)
     numeric, categorical = list(catalog.numeric), list(catalog.categorical)
-    splits = load_splits(settings.training_snapshots_path(as_of), catalog, config.random_state)
+    splits = load_splits(
+        settings.training_snapshots_path(as_of), catalog, config.random_state, settings.training_split
+    )
     y_train = splits.train["label"].to_numpy()
     smote = plan_smote(y_train, config.use_smote)
     if do_tune:
@@ -255,6 +305,7 @@ def train(
         "as_of": as_of.isoformat(),
         "horizon_days": settings.horizon_days,
         "snapshot_weeks": settings.snapshot_weeks,
+        "split": settings.training_split,
         "train_dates": f"{splits.train_dates[0]}..{splits.train_dates[-1]}",
         "calibration_date": splits.calibration_date,
         "holdout_date": splits.holdout_date,

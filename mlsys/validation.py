@@ -13,6 +13,14 @@ reaches the warehouse and a corrupt file or a missing column fails here with a n
 instead of deep inside dbt. Scoring reads leads and activities; training also reads
 conversions (:data:`RAW_SCORING_SUITES`, :data:`RAW_TRAINING_SUITES`).
 
+A second data source
+--------------------
+A GX context may carry an ``mlsys_gate.yml`` (:data:`GATE_SPEC_FILE`): its suites, each with
+its column contract, its expectations and, for a raw table, its input (a Parquet or CSV glob
+under ``$MLSYS_DATA_DIR``) and the stages it gates. Pointing ``MLSYS_GX_CONTEXT_DIR`` at such a
+context switches the gate to that source with YAML only; ``write-context --root <context>``
+renders the GX files from it. Without the file, the built-in suites below apply.
+
 Where things live
 -----------------
 The suites are defined once, in Python, in :func:`suite_definitions` below. They are committed
@@ -213,6 +221,11 @@ _SUITE_NOTES = (
     "(as_of minus the suite's freshness window)."
 )
 
+_SPEC_SUITE_NOTES = _SUITE_NOTES.replace(
+    "Generated from mlsys/validation.py (suite_definitions)",
+    "Generated from this context's mlsys_gate.yml (mlsys.validation.suite_definitions)",
+)
+
 
 def _expectation(
     type_: str,
@@ -251,8 +264,7 @@ def _schema_query(columns: Mapping[str, Sequence[str]]) -> str:
     )
 
 
-def _table_expectations(suite: str) -> list[dict[str, Any]]:
-    columns = SCHEMAS[suite]
+def _table_expectations(columns: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
     return [
         _expectation(
             "expect_table_row_count_to_be_between",
@@ -547,16 +559,24 @@ _SUITE_META: dict[str, dict[str, Any]] = {
 }
 
 
-def suite_definitions() -> dict[str, list[dict[str, Any]]]:
-    """Every suite as a list of ``{"type", "kwargs", "meta", "description"}`` dicts."""
-    suites = {
-        RAW_LEADS: _table_expectations(RAW_LEADS) + _raw_leads_expectations(),
-        RAW_ACTIVITIES: _table_expectations(RAW_ACTIVITIES) + _raw_activities_expectations(),
-        RAW_CONVERSIONS: _table_expectations(RAW_CONVERSIONS) + _raw_conversions_expectations(),
-        LEAD_FEATURES: _table_expectations(LEAD_FEATURES) + _feature_expectations(LEAD_FEATURES),
-        TRAINING_SNAPSHOTS: _table_expectations(TRAINING_SNAPSHOTS)
-        + _feature_expectations(TRAINING_SNAPSHOTS),
-    }
+def suite_definitions(spec: GateSpec | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Every suite as a list of ``{"type", "kwargs", "meta", "description"}`` dicts: the
+    built-in suites of the synthetic CRM, or those of a context's gate spec (``mlsys_gate.yml``),
+    each preceded by the same table checks (non-empty, row drop, required columns, types)."""
+    if spec is not None and spec.expectations is not None:
+        suites = {
+            name: _table_expectations(spec.suites[name].columns) + [dict(e) for e in spec.expectations[name]]
+            for name in spec.suites
+        }
+    else:
+        suites = {
+            RAW_LEADS: _table_expectations(SCHEMAS[RAW_LEADS]) + _raw_leads_expectations(),
+            RAW_ACTIVITIES: _table_expectations(SCHEMAS[RAW_ACTIVITIES]) + _raw_activities_expectations(),
+            RAW_CONVERSIONS: _table_expectations(SCHEMAS[RAW_CONVERSIONS]) + _raw_conversions_expectations(),
+            LEAD_FEATURES: _table_expectations(SCHEMAS[LEAD_FEATURES]) + _feature_expectations(LEAD_FEATURES),
+            TRAINING_SNAPSHOTS: _table_expectations(SCHEMAS[TRAINING_SNAPSHOTS])
+            + _feature_expectations(TRAINING_SNAPSHOTS),
+        }
     for expectations in suites.values():
         for exp in expectations:
             # "meta_column" names the column of a table-level (UnexpectedRows) expectation.
@@ -564,6 +584,130 @@ def suite_definitions() -> dict[str, list[dict[str, Any]]]:
             if column:
                 exp["meta"]["column"] = column
     return suites
+
+
+# --------------------------------------------------------------------------------------------
+# Gate spec: which suites a GX context holds, what each reads and which stage it gates
+# --------------------------------------------------------------------------------------------
+
+GATE_SPEC_FILE = "mlsys_gate.yml"
+STAGES = ("scoring", "training")
+_CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """One suite of a gate: its column contract (checked before GX runs) and, for a raw
+    table, the files it reads (a glob under MLSYS_DATA_DIR) and the stages it gates.
+    A suite without ``input`` is a mart (``lead_features``, ``training_snapshots``), read
+    from the settings' feature paths, whose row-drop baseline is dated."""
+
+    name: str
+    columns: dict[str, tuple[str, ...]]
+    input: str | None = None
+    stages: tuple[str, ...] = ()
+    freshness_days: int = 0
+
+    @property
+    def dated(self) -> bool:
+        return self.input is None
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    suites: dict[str, SuiteSpec]
+    # None: the built-in expectations of suite_definitions(); else per suite, from the spec.
+    expectations: dict[str, list[dict[str, Any]]] | None = None
+
+    def raw_suites(self, *, training: bool) -> tuple[str, ...]:
+        stage = "training" if training else "scoring"
+        return tuple(name for name, s in self.suites.items() if s.input and stage in s.stages)
+
+
+def default_gate_spec() -> GateSpec:
+    """The synthetic CRM's gate (DESIGN section 2): the module constants above."""
+    suites: dict[str, SuiteSpec] = {}
+    for name in SUITES:
+        raw = RAW_TABLES.get(name)
+        stages = tuple(
+            stage
+            for stage, members in (("scoring", RAW_SCORING_SUITES), ("training", RAW_TRAINING_SUITES))
+            if name in members
+        )
+        suites[name] = SuiteSpec(
+            name=name,
+            columns=dict(SCHEMAS[name]),
+            input=f"raw/{raw}/*.parquet" if raw else None,
+            stages=stages,
+            freshness_days=FRESHNESS_DAYS.get(name, 0),
+        )
+    return GateSpec(suites)
+
+
+def _spec_expectation(suite: str, item: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(item, Mapping) or "type" not in item:
+        raise ValueError(f"{GATE_SPEC_FILE}: every expectation of {suite} needs a `type`")
+    unknown = set(item) - {"type", "kwargs", "severity", "check", "column", "description"}
+    if unknown:
+        raise ValueError(f"{GATE_SPEC_FILE}: {suite}: unknown expectation key(s) {sorted(unknown)}")
+    severity = str(item.get("severity", ERROR))
+    if severity not in (ERROR, WARNING):
+        raise ValueError(f"{GATE_SPEC_FILE}: {suite}: severity must be {ERROR} or {WARNING}")
+    kwargs = dict(item.get("kwargs") or {})
+    if item.get("column"):  # the column of a table-level (unexpected rows) expectation
+        kwargs["meta_column"] = str(item["column"])
+    return _expectation(
+        str(item["type"]),
+        severity=severity,
+        check=item.get("check"),
+        description=item.get("description"),
+        **kwargs,
+    )
+
+
+def load_gate_spec(root: Path) -> GateSpec:
+    """The gate of the GX context at ``root``: its ``mlsys_gate.yml`` when it has one (a second
+    data source, onboarded with YAML only), else the built-in gate of the synthetic CRM."""
+    path = Path(root) / GATE_SPEC_FILE
+    if not path.is_file():
+        return default_gate_spec()
+    import yaml
+
+    data = yaml.safe_load(path.read_text()) or {}
+    raw_suites = data.get("suites")
+    if not isinstance(raw_suites, Mapping) or not raw_suites:
+        raise ValueError(f"{path}: `suites` must map suite names to their definitions")
+    suites: dict[str, SuiteSpec] = {}
+    expectations: dict[str, list[dict[str, Any]]] = {}
+    for name, body in raw_suites.items():
+        body = body or {}
+        columns = body.get("columns")
+        if not isinstance(columns, Mapping) or not columns:
+            raise ValueError(f"{path}: suite {name} needs `columns` (name: [DuckDB types])")
+        stages = tuple(body.get("stages") or ())
+        if body.get("input") and not stages:
+            raise ValueError(f"{path}: raw suite {name} needs `stages` (some of {STAGES})")
+        if set(stages) - set(STAGES):
+            raise ValueError(f"{path}: suite {name}: stages must be among {STAGES}")
+        suites[str(name)] = SuiteSpec(
+            name=str(name),
+            columns={str(c): tuple(t if isinstance(t, list) else [t]) for c, t in columns.items()},
+            input=body.get("input"),
+            stages=stages,
+            freshness_days=int(body.get("freshness_days", 0)),
+        )
+        expectations[str(name)] = [_spec_expectation(name, e) for e in body.get("expectations") or []]
+    return GateSpec(suites, expectations)
+
+
+def gate_spec(settings: Settings | None = None) -> GateSpec:
+    settings = settings or Settings.from_env()
+    return load_gate_spec(Path(settings.gx_context_dir))
+
+
+def raw_suites(settings: Settings | None = None, *, training: bool = False) -> tuple[str, ...]:
+    """The raw suites that gate scoring (or, with ``training``, retraining) in this context."""
+    return gate_spec(settings).raw_suites(training=training)
 
 
 # --------------------------------------------------------------------------------------------
@@ -652,16 +796,17 @@ def validate_parquet(
     time's date) anchors the freshness warnings and, for the marts, picks the row-drop
     baseline among earlier or equal dates.
     """
-    if suite not in SUITES:
-        raise ValueError(f"unknown suite {suite!r}; expected one of {', '.join(SUITES)}")
     settings = settings or Settings.from_env()
+    spec = gate_spec(settings)
+    if suite not in spec.suites:
+        raise ValueError(f"unknown suite {suite!r}; expected one of {', '.join(spec.suites)}")
     run_time = _utc_naive(run_time or datetime.now(UTC))
     pattern = _pattern(parquet_glob)
     started = time.monotonic()
     with _LOCK:
-        report = _preflight(suite, pattern)
+        report = _preflight(suite, pattern, spec.suites[suite].columns)
         if report is None:
-            report = _run_gx(suite, pattern, settings, run_time, as_of)
+            report = _run_gx(suite, pattern, settings, run_time, as_of, spec.suites[suite])
     logger.info("GX suite %s validated in %.1f s", suite, time.monotonic() - started)
     _emit_metrics(report, settings)
     return report
@@ -686,12 +831,15 @@ def validate_raw(
     as_of: date | None = None,
     run_time: datetime | None = None,
 ) -> ValidationReport:
-    """One raw landing table (``raw_leads``, ``raw_activities``, ``raw_conversions``)."""
-    if suite not in RAW_TABLES:
-        raise ValueError(f"unknown raw suite {suite!r}; expected one of {', '.join(RAW_TABLES)}")
+    """One raw landing table (``raw_leads``, ``raw_activities``, ``raw_conversions`` in the
+    built-in gate; whatever the context's ``mlsys_gate.yml`` declares otherwise)."""
     settings = settings or Settings.from_env()
-    folder = settings.raw_dir / RAW_TABLES[suite] / "*.parquet"
-    return validate_parquet(suite, folder, settings, run_time=run_time, as_of=as_of)
+    spec = gate_spec(settings)
+    raw = {name: s for name, s in spec.suites.items() if s.input}
+    if suite not in raw:
+        raise ValueError(f"unknown raw suite {suite!r}; expected one of {', '.join(raw)}")
+    files = settings.data_dir / str(raw[suite].input)
+    return validate_parquet(suite, files, settings, run_time=run_time, as_of=as_of)
 
 
 def validate_raw_leads(settings: Settings | None = None, *, as_of: date | None = None) -> ValidationReport:
@@ -786,8 +934,17 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _is_csv(files: Sequence[str]) -> bool:
+    return bool(files) and all(f.lower().endswith(_CSV_SUFFIXES) for f in files)
+
+
 def _read_parquet_sql(files: Sequence[str]) -> str:
+    """The SQL that reads the input files: Parquet, or CSV exports (DuckDB sniffs the
+    delimiter and the column types, so a column the contract types as BIGINT fails the type
+    check when a row of the export holds text)."""
     listing = ", ".join(_sql_str(f) for f in files)
+    if _is_csv(files):
+        return f"read_csv([{listing}], union_by_name = true, header = true, hive_partitioning = false)"
     return f"read_parquet([{listing}], union_by_name = true, hive_partitioning = false)"
 
 
@@ -825,7 +982,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _preflight(suite: str, pattern: str) -> ValidationReport | None:
+def _preflight(suite: str, pattern: str, expected: Mapping[str, Sequence[str]]) -> ValidationReport | None:
     """Cheap checks before GX: files exist, are Parquet, have the contract's columns and types.
 
     Returns a failed report, or None when GX should run.
@@ -838,7 +995,7 @@ def _preflight(suite: str, pattern: str) -> ValidationReport | None:
     con = duckdb.connect(":memory:")
     try:
         bad: list[str] = []
-        for f in files:
+        for f in [] if _is_csv(files) else files:
             try:
                 con.execute(f"SELECT count(*) FROM parquet_metadata({_sql_str(f)})").fetchall()
             except duckdb.Error as exc:
@@ -865,7 +1022,6 @@ def _preflight(suite: str, pattern: str) -> ValidationReport | None:
     finally:
         con.close()
     actual = {str(row[0]): str(row[1]) for row in described}
-    expected = SCHEMAS[suite]
     missing = [c for c in expected if c not in actual]
     if missing:
         return _failed_report(
@@ -1051,7 +1207,12 @@ def _current_setting(execution_engine: Any, name: str) -> str | None:
 
 
 def _run_gx(
-    suite: str, pattern: str, settings: Settings, run_time: datetime, as_of: date | None
+    suite: str,
+    pattern: str,
+    settings: Settings,
+    run_time: datetime,
+    as_of: date | None,
+    spec: SuiteSpec,
 ) -> ValidationReport:
     files = sorted(globlib.glob(pattern))
     context = _get_context(settings)
@@ -1064,11 +1225,11 @@ def _run_gx(
         raise RuntimeError(
             f"GX could not set up DuckDB for suite {suite!r} on {pattern}: {_first_line(exc)}"
         ) from exc
-    state_key = _state_key(suite, as_of)
+    state_key = _state_key(spec.dated, as_of)
     previous = _baseline_row_count(_read_state(settings).get(suite), state_key)
     min_row_count = _min_row_count(previous, settings.row_drop_max_share)
     anchor = as_of or run_time.date()
-    floor = datetime.combine(anchor, datetime.min.time()) - timedelta(days=FRESHNESS_DAYS.get(suite, 0))
+    floor = datetime.combine(anchor, datetime.min.time()) - timedelta(days=spec.freshness_days)
     parameters = {
         "min_row_count": min_row_count,
         "run_time": run_time.isoformat(sep=" "),
@@ -1374,8 +1535,8 @@ _UNDATED = "undated"
 _MAX_RUNS_PER_SUITE = 1000  # about three years of nightly dates; oldest dropped first
 
 
-def _state_key(suite: str, as_of: date | None) -> str:
-    return as_of.isoformat() if suite in DATED_SUITES and as_of is not None else _UNDATED
+def _state_key(dated: bool, as_of: date | None) -> str:
+    return as_of.isoformat() if dated and as_of is not None else _UNDATED
 
 
 def _baseline_row_count(suite_state: Any, key: str) -> int | None:
@@ -1550,7 +1711,9 @@ uncommitted/
 """
 
 
-def _suite_json(suite: str, expectations: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _suite_json(
+    suite: str, expectations: Sequence[Mapping[str, Any]], notes: str = _SUITE_NOTES
+) -> dict[str, Any]:
     """The suite as GX serialises it, with stable ids (so regenerating gives no diff)."""
     _import_gx()
     from great_expectations.core.expectation_suite import ExpectationSuite
@@ -1585,7 +1748,7 @@ def _suite_json(suite: str, expectations: Sequence[Mapping[str, Any]]) -> dict[s
                 **_SUITE_META.get(suite, {}),
             }
         },
-        notes=_SUITE_NOTES,
+        notes=notes,
     )
     for expectation, expectation_id in zip(gx_suite.expectations, ids, strict=True):
         expectation.id = expectation_id
@@ -1601,8 +1764,10 @@ def _name(exp: Mapping[str, Any]) -> str:
     return f"{label}({column})" if column else label
 
 
-def render_context_files() -> dict[str, str]:
-    """Every committed file of the GX context, as {relative path: text}."""
+def render_context_files(spec: GateSpec | None = None) -> dict[str, str]:
+    """Every committed file of the GX context, as {relative path: text}: the built-in suites,
+    or those of a gate spec (``mlsys_gate.yml``, which stays the hand-written source)."""
+    suites = list(spec.suites) if spec is not None else list(SUITES)
     assets = "".join(
         _ASSET_YML.format(
             name=suite,
@@ -1610,7 +1775,7 @@ def render_context_files() -> dict[str, str]:
             batch=BATCH_DEFINITION_NAME,
             batch_id=_stable_id("batch_definition", suite),
         )
-        for suite in SUITES
+        for suite in suites
     )
     files = {
         "great_expectations.yml": _GREAT_EXPECTATIONS_YML.format(
@@ -1623,10 +1788,12 @@ def render_context_files() -> dict[str, str]:
         "config_variables.yml": _CONFIG_VARIABLES_YML,
         ".gitignore": _GITIGNORE,
     }
-    for suite, expectations in suite_definitions().items():
+    for suite, expectations in suite_definitions(spec).items():
         suite_ref = {"id": _stable_id("suite", suite), "name": suite}
         vd_id = _stable_id("validation_definition", suite)
-        files[f"expectations/{suite}.json"] = _dump(_suite_json(suite, expectations))
+        files[f"expectations/{suite}.json"] = _dump(
+            _suite_json(suite, expectations, _SUITE_NOTES if spec is None else _SPEC_SUITE_NOTES)
+        )
         files[f"validation_definitions/{suite}.json"] = _dump(
             {
                 "data": {
@@ -1670,8 +1837,9 @@ def _dump(data: Any) -> str:
 def write_context(root: Path | None = None) -> list[Path]:
     """(Re)write the committed files of the GX context; returns the files that changed."""
     root = Path(root or Settings.from_env().gx_context_dir)
+    spec = load_gate_spec(root)
     changed = []
-    for relative, text in render_context_files().items():
+    for relative, text in render_context_files(spec if spec.expectations is not None else None).items():
         path = root / relative
         if path.is_file() and path.read_text() == text:
             continue
