@@ -460,11 +460,18 @@ def test_retrain_trigger_form_shows_force_and_tune(local: Launched, browser: Bro
 def test_docs_are_linked_from_the_ui(local: Launched, browser: Browser) -> None:
     browser.get(f"{local.url}/")
     browser.click(browser.button("Docs"))
+    # The menu renders Airflow's own items first; wait for the plugin's, not for any item.
     links = wait_for(
         "the plugin's links in the Docs menu",
-        lambda: browser.script(
-            "return Object.fromEntries(Array.from(document.querySelectorAll('[role=menuitem]'))"
-            ".map(e => [e.innerText.trim(), e.getAttribute('href')]))"
+        lambda: (
+            (
+                found := browser.script(
+                    "return Object.fromEntries(Array.from(document.querySelectorAll('[role=menuitem]'))"
+                    ".map(e => [e.innerText.trim(), e.getAttribute('href')]))"
+                )
+            )
+            and "dbt docs" in found
+            and found
         ),
     )
     assert links["dbt docs"] == "/plugin/dbt-docs"
