@@ -430,7 +430,7 @@ def _compile_manifest(settings: Settings, sentinel: str, workdir: Path) -> dict[
         json.dumps(_dbt_vars(settings, sentinel)),
     ]
     try:
-        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)  # noqa: S603 - the venv's dbt, fixed arguments, no shell
     except (OSError, subprocess.SubprocessError) as exc:
         raise UnavailableError("feature_sql", f"dbt compile of lead_features could not run: {exc}") from exc
     if done.returncode != 0:
@@ -484,7 +484,7 @@ def _assemble(manifest: dict[str, Any]) -> tuple[str, dict[str, str]]:
             continue
         ctes.append(f"{replacements[node['relation_name']]} as (\n{substitute(node['compiled_code'])}\n)")
     body = substitute(nodes[roots[0]]["compiled_code"])
-    sql = ("with " + ",\n".join(ctes) + "\n" if ctes else "") + f"select * from (\n{body}\n) as features"
+    sql = ("with " + ",\n".join(ctes) + "\n" if ctes else "") + f"select * from (\n{body}\n) as features"  # noqa: S608 - dbt's compiled SQL, the nightly text
     leftovers = [r for r in ("read_parquet(", _SENTINEL_DATA_DIR, '"memory".') if r in sql]
     if leftovers:
         raise UnavailableError(
@@ -1228,7 +1228,7 @@ def payloads_from_raw(settings: Settings, lead_ids: list[int], before: date) -> 
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
         leads = con.sql(
-            f"select {', '.join(LEAD_FIELDS)} from read_parquet($leads, union_by_name = true) "
+            f"select {', '.join(LEAD_FIELDS)} from read_parquet($leads, union_by_name = true) "  # noqa: S608 - column names are constants; ids are bound
             "where lead_id in (select unnest($ids::bigint[])) "
             "qualify row_number() over (partition by lead_id order by created_at) = 1",
             params={"leads": str(raw / "leads" / "*.parquet"), "ids": lead_ids},

@@ -341,7 +341,7 @@ def test_every_http_surface_needs_a_login(services: dict[str, dict[str, Any]]) -
     assert api["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "False"
     assert api["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin"
     init_env = env_of(services["airflow-init"])
-    assert init_env["AIRFLOW_ADMIN_PASSWORD"] == "CHANGE_ME"  # from .env
+    assert init_env["AIRFLOW_ADMIN_PASSWORD"] == "CHANGE_ME"  # from .env  # pragma: allowlist secret
     assert api["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"].startswith("/opt/mlsys/var/")
     # MLflow: basic-auth app, admin from .env; clients log in with it.
     mlflow = services["mlflow"]
@@ -356,7 +356,7 @@ def test_every_http_surface_needs_a_login(services: dict[str, dict[str, Any]]) -
     assert tracking.hostname == "mlflow"
     # Grafana: admin from .env, no anonymous access, no sign-up.
     grafana = env_of(services["grafana"])
-    assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == "CHANGE_ME"
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == "CHANGE_ME"  # pragma: allowlist secret
     assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false" and grafana["GF_USERS_ALLOW_SIGN_UP"] == "false"
     # Prometheus has no login: loopback only.
     assert all(str(p).startswith("127.0.0.1:") for p in services["prometheus"]["ports"])
