@@ -13,10 +13,30 @@ to it.
 
 # No `from __future__ import annotations` here: FastAPI reads the route signatures, and
 # `Request`, imported inside build_app, must be a class there, not an unresolvable string.
+import os
 import threading
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
+
+# 100 leads with their activities fit in well under 1 MiB; a bigger body is refused before it
+# is read whole (413), so a client cannot make the api-server buffer gigabytes.
+MAX_BODY_BYTES = int(os.environ.get("MLSYS_ON_DEMAND_MAX_BODY_BYTES", str(2 * 1024 * 1024)))
+
+
+async def read_body(request: Any, limit: int = MAX_BODY_BYTES) -> bytes | None:
+    """The request body, or None when it is larger than `limit` (declared or streamed)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def build_app() -> Any:
@@ -45,7 +65,16 @@ def build_app() -> Any:
     @app.post("/score")
     async def score(request: Request) -> Any:
         """Body: `{"leads": [...], "as_of": optional}`; returns `{"results": [...]}`."""
-        body = await request.body()
+        body = await read_body(request)
+        if body is None:
+            return error_response(
+                on_demand.RequestError(
+                    "request_too_large",
+                    f"the body is larger than {MAX_BODY_BYTES:,} bytes",
+                    {"max_bytes": MAX_BODY_BYTES},
+                    status=413,
+                )
+            )
         try:
             conf = json.loads(body) if body else None
         except ValueError as exc:
