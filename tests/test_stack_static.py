@@ -616,7 +616,8 @@ def test_ci_workflow() -> None:
     ci = load_workflow("ci.yml")
     assert {"push", "pull_request"} <= set(ci["on"])
     text = "\n".join(steps_text(job) for job in ci["jobs"].values())
-    assert "make lint" in text  # ruff, ruff format, mypy (type-check), sqlfluff
+    assert "make lint" in text  # ruff, ruff format, mypy (type-check), sqlfluff, detect-secrets
+    assert "make audit" in text  # pip-audit of the lock (docs/reliability.md)
     assert "make test" in text and "make test-postgres" in text
     assert "--cov-fail-under=80" in (REPO / "pyproject.toml").read_text()
     assert "docker/build-push-action" in text and "aquasecurity/trivy-action" in text
