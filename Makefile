@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_PREFERENCE := only-system
 export MLSYS_HOME ?= $(CURDIR)/var
 
-.PHONY: help demo bank-demo test test-postgres lint format typecheck clean distclean system-deps airflow mlflow
+.PHONY: help demo bank-demo test test-postgres lint audit format typecheck clean distclean system-deps airflow mlflow
 
 help:
 	@echo "make demo   - synthetic CRM -> features -> gate -> train -> score, through Airflow"
@@ -19,7 +19,8 @@ help:
 	@echo "make test-postgres - PostgreSQL metadata + MLflow, Celery workers: live, throwaway servers"
 	@echo "make airflow - the Airflow UI on 127.0.0.1:8080 over the demo's state (Ctrl-C stops it)"
 	@echo "make mlflow - the MLflow UI on 127.0.0.1:5000 over the demo's tracking store"
-	@echo "make lint   - ruff (lint + format check), mypy, sqlfluff on the dbt SQL"
+	@echo "make lint   - ruff (lint, security rules, format check), mypy, sqlfluff, secret scan"
+	@echo "make audit  - known vulnerabilities of the locked dependencies (pip-audit, needs PyPI)"
 	@echo "make clean  - remove var/ (demo state); distclean also removes .venv and .tools"
 
 .tools/bin/uv:
@@ -82,6 +83,16 @@ lint: $(VENV)/.synced
 	$(VENV)/bin/mypy mlsys
 	mkdir -p $(MLSYS_HOME) && cd sql && MLSYS_WAREHOUSE=$(MLSYS_HOME)/lint.duckdb ../$(VENV)/bin/sqlfluff lint models tests
 	cd $(BANK)/dbt && MLSYS_WAREHOUSE=$(MLSYS_HOME)/lint-bank.duckdb ../../../$(VENV)/bin/sqlfluff lint models tests
+	@# Secrets in any tracked file (offline). A false positive gets `# pragma: allowlist secret`
+	@# on its line; the baseline stays empty (tests/test_security.py).
+	git ls-files -z ':!:uv.lock' ':!:.secrets.baseline' | xargs -0 $(VENV)/bin/detect-secrets-hook --baseline .secrets.baseline
+
+# Known vulnerabilities of every locked package (runtime and dev), from PyPI's advisory data
+# (OSV is not reachable everywhere, so -s pypi); --strict fails when a package could not be
+# checked instead of reporting "no known vulnerabilities". Online, so not part of `make lint`.
+audit: $(VENV)/.synced
+	$(UV) export --frozen --no-hashes --no-emit-project --format requirements-txt > $(VENV)/audit-requirements.txt
+	$(VENV)/bin/pip-audit --strict --disable-pip --no-deps -s pypi --progress-spinner off -r $(VENV)/audit-requirements.txt
 
 format: $(VENV)/.synced
 	$(VENV)/bin/ruff check --fix mlsys dags plugins tests benchmarks

@@ -8,7 +8,9 @@ challenger (only on the weekly schedule, on drift, without a champion, or with `
 `lead_scoring` with alias `challenger`, and `champion` if it wins. A failed gate stops the
 run before anything is trained or promoted; the task log lists each failed expectation.
 
-Trigger by hand: `airflow dags trigger retrain --conf '{"force": true}'`.
+Trigger by hand: `airflow dags trigger retrain --conf '{"force": true}'` (a conf key other
+than the params below fails the run). A run that fails or is killed before its end leaves
+the `champion` alias where it was: aliases move only after the new version is registered.
 Roll back: point the `champion` alias at an older version in MLflow.
 """
 
@@ -61,12 +63,15 @@ def retrain() -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
         from mlsys import pipeline
-        from mlsys.airflow_support import as_of_from_context, quiet_logs
+        from mlsys.airflow_support import ConfError, as_of_from_context, check_conf_keys, quiet_logs
         from mlsys.validation import DataValidationError
 
         quiet_logs()
         try:
+            check_conf_keys(context, {"force", "tune", "use_smote", "estimator", "as_of"})
             return pipeline.gate_raw(as_of_from_context(context), training=True)
+        except ConfError as exc:
+            raise AirflowFailException(str(exc)) from None
         except DataValidationError as exc:
             # Bad data does not get better on retry: fail now, with the readable summary. The
             # summary is the whole story; a chained traceback would only print it again.

@@ -12,7 +12,11 @@ partition `scored_leads/score_date=<date>/` atomically -> metrics.
 * Re-running a date replaces its partition atomically (stage, then swap).
 * Backfill past dates with `airflow backfill create --dag-id score_leads --from-date ... --to-date ...`;
   `max_active_runs=1` and the 1-slot `warehouse` pool keep DuckDB writers apart.
-* Override the cut-off with the `as_of` param (YYYY-MM-DD).
+* Override the cut-off with the `as_of` param (YYYY-MM-DD); any other conf key fails the run.
+* No champion yet: `plan_scoring` fails at once, saying to run `retrain`.
+* MLflow unreachable: `plan_scoring` and `score` retry with exponential backoff (4 tries); the
+  last try scores with the locally cached champion, logged as an error and counted in
+  `mlsys.score.champion_from_cache` (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
-from mlsys.airflow_support import DEFAULT_ARGS, WAREHOUSE_POOL
+from mlsys.airflow_support import DEFAULT_ARGS, REGISTRY_RETRY_ARGS, WAREHOUSE_POOL
 
 LEAD_FEATURES = Asset("mlsys://features/lead_features")
 SCORED_LEADS = Asset("mlsys://scored_leads")
@@ -55,12 +59,15 @@ def score_leads() -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
         from mlsys import pipeline
-        from mlsys.airflow_support import as_of_from_context, quiet_logs
+        from mlsys.airflow_support import ConfError, as_of_from_context, check_conf_keys, quiet_logs
         from mlsys.validation import DataValidationError
 
         quiet_logs()
         try:
+            check_conf_keys(context, {"as_of"})
             return pipeline.gate_raw(as_of_from_context(context))
+        except ConfError as exc:
+            raise AirflowFailException(str(exc)) from None
         except DataValidationError as exc:
             # Bad data does not get better on retry: fail now, with the readable summary. The
             # summary is the whole story; a chained traceback would only print it again.
@@ -91,22 +98,33 @@ def score_leads() -> None:
             # summary is the whole story; a chained traceback would only print it again.
             raise AirflowFailException(str(exc)) from None
 
-    @task
+    @task(**REGISTRY_RETRY_ARGS)
     def plan_scoring(built: dict, gate: dict, **context: object) -> list[dict]:
         """Pin the champion for the whole run; one item per scoring shard."""
         from datetime import date
 
-        from mlsys import pipeline
-        from mlsys.airflow_support import run_id_from_context
+        from airflow.sdk.exceptions import AirflowFailException
 
-        plan = pipeline.plan_scoring(date.fromisoformat(built["as_of"]), run_id=run_id_from_context(context))
+        from mlsys import pipeline, registry
+        from mlsys.airflow_support import is_last_try, run_id_from_context
+
+        try:
+            plan = pipeline.plan_scoring(
+                date.fromisoformat(built["as_of"]),
+                run_id=run_id_from_context(context),
+                allow_cached_champion=is_last_try(context),
+            )
+        except registry.NoChampionError as exc:
+            # Retrying will not register a model: say what to run, now.
+            raise AirflowFailException(str(exc)) from None
         return pipeline.shards_of(plan)
 
-    @task
-    def score(item: dict) -> dict:
+    @task(**REGISTRY_RETRY_ARGS)
+    def score(item: dict, **context: object) -> dict:
         from mlsys import pipeline
+        from mlsys.airflow_support import is_last_try
 
-        return pipeline.score_shard(item["plan"], item["shard"])
+        return pipeline.score_shard(item["plan"], item["shard"], allow_cached_champion=is_last_try(context))
 
     @task(outlets=[SCORED_LEADS])
     def publish(shards: list[dict], scored: list[dict]) -> dict:

@@ -149,8 +149,8 @@ def init_airflow(settings: Settings) -> dict[str, str]:
     os.environ.update(env)
     full_env = {**os.environ, **env}
     airflow = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run([airflow, "db", "migrate"], env=full_env, check=True, capture_output=True)
-    subprocess.run(
+    subprocess.run([airflow, "db", "migrate"], env=full_env, check=True, capture_output=True)  # noqa: S603 - our venv's airflow, fixed arguments
+    subprocess.run(  # noqa: S603 - our venv's airflow, fixed arguments
         [airflow, "pools", "set", "warehouse", "1", "Single writer of the DuckDB warehouse file"],
         env=full_env,
         check=True,

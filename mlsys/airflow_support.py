@@ -12,11 +12,25 @@ from typing import Any
 WAREHOUSE_POOL = "warehouse"
 OWNER = "mlsys"
 
+# Airflow 3.3 reads retry_exponential_backoff as a multiplier: True is 1.0, a constant delay.
+# 2.0 doubles the delay at each retry (Airflow adds up to as much again as deterministic jitter).
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": OWNER,
     "retries": 1,
     "retry_delay": timedelta(minutes=2),
-    "retry_exponential_backoff": True,
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=30),
+}
+
+# Tasks that need the MLflow registry (scoring's plan and shards): more tries, so an MLflow
+# restart or a network blip is ridden out: waits of about 1-2, 2-4, 4-8 min between the 4
+# tries, each try also retrying its HTTP requests (MLFLOW_HTTP_REQUEST_MAX_RETRIES, default 7,
+# about 4 min). Only the last try may score with the cached champion (docs/reliability.md).
+REGISTRY_RETRY_ARGS: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=15),
 }
 
 
@@ -33,7 +47,7 @@ def as_of_from_context(context: dict[str, Any]) -> date:
         try:
             return date.fromisoformat(str(override))
         except ValueError as exc:
-            raise ConfError(f"params.as_of must be a date YYYY-MM-DD, got {override!r}") from exc
+            raise ConfError(f"params.as_of must be a date YYYY-MM-DD, got {str(override)[:60]!r}") from exc
     logical: datetime | None = context.get("logical_date")
     if logical is None:
         dag_run = context.get("dag_run")
@@ -41,6 +55,32 @@ def as_of_from_context(context: dict[str, Any]) -> date:
     if logical is None:
         raise ConfError("the run has neither params.as_of nor a logical date")
     return logical.date()
+
+
+def is_last_try(context: dict[str, Any]) -> bool:
+    """True on a task's last try: no retry is left after this one (always true for a task
+    without retries, and outside Airflow's task runner)."""
+    ti = context.get("ti")
+    try_number = getattr(ti, "try_number", None)
+    max_tries = getattr(ti, "max_tries", None)
+    if not isinstance(try_number, int) or not isinstance(max_tries, int):
+        return True
+    return try_number > max_tries
+
+
+def check_conf_keys(context: dict[str, Any], allowed: set[str]) -> None:
+    """Refuse a run whose conf has keys the DAG does not know: a typo (`as-of`) would otherwise
+    be ignored silently and the run would use its default."""
+    dag_run = context.get("dag_run")
+    conf = getattr(dag_run, "conf", None)
+    if conf is None:
+        return
+    if not isinstance(conf, dict):
+        raise ConfError(f"conf must be a JSON object, got {type(conf).__name__}")
+    unknown = sorted(str(k) for k in conf if k not in allowed)
+    if unknown:
+        shown = ", ".join(repr(k[:60]) for k in unknown[:5])
+        raise ConfError(f"unknown conf key(s) {shown}; this DAG takes {', '.join(sorted(allowed)) or 'none'}")
 
 
 def run_id_from_context(context: dict[str, Any]) -> str:
@@ -57,7 +97,7 @@ def bool_param(params: dict[str, Any], key: str, default: bool) -> bool:
     value = params.get(key, default)
     if isinstance(value, bool):
         return value
-    raise ConfError(f"params.{key} must be true or false, got {value!r}")
+    raise ConfError(f"params.{key} must be true or false, got {str(value)[:60]!r}")
 
 
 def quiet_logs() -> None:

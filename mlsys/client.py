@@ -72,9 +72,9 @@ class Client:
             if auth:
                 headers["Authorization"] = f"Bearer {self.token()}"
             # http(s) only: the constructor refuses any other scheme.
-            req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)  # noqa: S310
+            req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)  # noqa: S310 - http(s) only
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - http(s) only
                     raw = resp.read()
                     return json.loads(raw) if raw else None
             except urllib.error.HTTPError as exc:

@@ -88,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"MLflow:     {settings.mlflow_tracking_uri}")
     print("query it:")
     print(
-        f'  .venv/bin/python -c "import duckdb; duckdb.sql(\\"select lead_id, score, score_band, '
+        f'  .venv/bin/python -c "import duckdb; duckdb.sql(\\"select lead_id, score, score_band, '  # noqa: S608 - printed for the user, never executed
         f"top_reasons from read_parquet('{partition}/*.parquet') order by score desc limit 10\\\").show()\""
     )
-    print(f"  or attach {settings.bi_database} in any DuckDB client: select * from scored_leads_latest")
+    print(f"  or attach {settings.bi_database} in any DuckDB client: select * from scored_leads_latest")  # noqa: S608 - printed for the user, never executed
     return 0
 
 

@@ -104,7 +104,7 @@ def current_features(as_of: date, settings: Settings, columns: list[str]) -> pd.
 
     path = settings.training_snapshots_path(as_of)
     if path.exists():
-        where = f"where as_of = (select max(as_of) from read_parquet('{path}'))"
+        where = "where as_of = (select max(as_of) from read_parquet($path))"
     else:
         path = settings.lead_features_path(as_of)
         where = ""
@@ -114,9 +114,11 @@ def current_features(as_of: date, settings: Settings, columns: list[str]) -> pd.
             )
     cols = ", ".join(columns)
     con = duckdb.connect()
+    # The path is a bound parameter; columns come from the dbt catalogue, the limit is an int.
     return con.execute(
-        f"select {cols} from read_parquet('{path}') {where} "
-        f"order by hash(lead_id) limit {CURRENT_SAMPLE_ROWS}"
+        f"select {cols} from read_parquet($path) {where} "  # noqa: S608 - catalogue columns, an int
+        f"order by hash(lead_id) limit {CURRENT_SAMPLE_ROWS}",
+        {"path": str(path)},
     ).df()
 
 

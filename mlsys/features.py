@@ -3,14 +3,22 @@
 ``dbt build`` runs the project in ``sql/`` with ``as_of`` as a var; the marts export
 themselves to Parquet (``materialized='external'``) so every reader after this step reads
 files and only this step holds the warehouse DuckDB file.
+
+DuckDB lets one process write a file, and a second opener fails with "Could not set lock on
+file". In Airflow the 1-slot `warehouse` pool keeps the DAGs' builds apart; `warehouse_lock`
+(an advisory lock next to the file) also queues builds that do not go through the pool: the
+CLI next to a running DAG, a backfill with the pool resized, two local schedulers.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -70,6 +78,42 @@ def dbt_args(settings: Settings, command: str, *extra: str) -> list[str]:
         "--log-path",
         str(settings.dbt_log_dir),
     ]
+
+
+@contextmanager
+def warehouse_lock(settings: Settings, *, timeout_seconds: float = 3 * 3600) -> Iterator[None]:
+    """Hold `<warehouse>.lock` exclusively: builds on one warehouse run one after the other.
+
+    flock(2) is released by the kernel when the holder dies (even by SIGKILL), so a killed
+    build never leaves the warehouse locked. A waiter logs who holds it and gives up after
+    `timeout_seconds` (the DAGs' run timeouts are shorter)."""
+    import time
+
+    path = settings.warehouse.with_name(settings.warehouse.name + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout_seconds
+        waited = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waited:
+                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                    log.info("warehouse %s is being built by %s: waiting", settings.warehouse, holder)
+                    waited = True
+                if time.monotonic() > deadline:
+                    raise FeatureBuildError(
+                        f"the warehouse {settings.warehouse} stayed locked for {timeout_seconds:.0f}s"
+                    ) from None
+                time.sleep(0.5)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} since {datetime.now(UTC).isoformat()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def run_dbt(args: list[str], settings: Settings) -> Any:
@@ -172,9 +216,13 @@ def build(
         json.dumps(dbt_vars),
     )
     log.info("dbt %s", " ".join(args))
-    start = perf_counter()
-    result = run_dbt(args, settings)
-    seconds = perf_counter() - start
+    with warehouse_lock(settings):
+        start = perf_counter()
+        result = run_dbt(args, settings)
+        seconds = perf_counter() - start
+        if result.exception is None and result.success:
+            models = [r.node for r in result.result.results if r.node.resource_type == "model"]
+            table_rows = _table_rows(models, settings)  # reads the warehouse: still ours
     if result.exception is not None:
         raise FeatureBuildError(f"dbt could not run: {result.exception}") from result.exception
     if not result.success:
@@ -183,14 +231,13 @@ def build(
     for warning in _node_lines(result, {"warn"}):
         log.warning("dbt %s", warning)
 
-    models = [r.node for r in result.result.results if r.node.resource_type == "model"]
     timings = {
         r.node.name: float(r.execution_time or 0.0)
         for r in result.result.results
         if r.node.resource_type == "model"
     }
     rows = {name: _parquet_rows(path) for name, path in wanted.items()}
-    model_rows = {**_table_rows(models, settings), **rows}
+    model_rows = {**table_rows, **rows}
     run_results = settings.dbt_target_dir / "run_results.json"
     kept = _keep_run_results(run_results, settings, as_of)
     for name, count in rows.items():
@@ -222,7 +269,7 @@ def _table_rows(models: list[Any], settings: Settings) -> dict[str, int]:
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         for node in tables:
             relation = ".".join(f'"{part}"' for part in (node.schema, node.alias or node.name))
-            counts[node.name] = int(con.sql(f"select count(*) from {relation}").fetchall()[0][0])
+            counts[node.name] = int(con.sql(f"select count(*) from {relation}").fetchall()[0][0])  # noqa: S608 - quoted identifiers from dbt's manifest
     return counts
 
 

@@ -120,7 +120,7 @@ class LocalAirflow:
 
     @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104 - compared, not bound
         return f"http://{host}:{self.port}"
 
     def log_path(self, name: str) -> Path:
@@ -211,7 +211,7 @@ class LocalAirflow:
             log.flush()
             # A session (and process group) per component: stop() signals the group, which
             # reaches the workers and task processes a component forked.
-            proc = subprocess.Popen(
+            proc = subprocess.Popen(  # noqa: S603 - Airflow components of our venv, no shell
                 args,
                 env=env or self.env,
                 stdin=subprocess.DEVNULL,

@@ -59,6 +59,8 @@ CONTRACT: dict[str, str] = {
     "score.band.*": "gauge",
     "score.latest_partition_timestamp": "gauge",
     "score.last_success_timestamp": "gauge",
+    # 1 while nightly scoring runs on the locally cached champion (MLflow unreachable), else 0
+    "score.champion_from_cache": "gauge",
     # on-demand scoring
     "predictions.*": "counter",
     "prediction.duration": "timer",

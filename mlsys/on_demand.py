@@ -68,6 +68,8 @@ log = logging.getLogger(__name__)
 
 MAX_LEADS_PER_REQUEST = 100  # default of Settings.on_demand_max_leads
 MAX_ACTIVITIES_PER_LEAD = 10_000
+# Free-text attributes (industry) are categories: a longer value is a mistake or an attack.
+MAX_TEXT_LENGTH = 200
 FEATURES_MART = "lead_features"
 
 # Raw landing contract (DESIGN section 2): the fields a payload may carry.
@@ -181,6 +183,12 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    """repr() for an error message, cut short: a request cannot make its error huge."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def _timestamp(value: Any) -> datetime:
     """ISO 8601 -> naive UTC (the contract's TIMESTAMP); a naive value is taken as UTC."""
     if not isinstance(value, str):
@@ -188,7 +196,7 @@ def _timestamp(value: Any) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise ValueError(f"is not an ISO 8601 timestamp: {value!r}") from None
+        raise ValueError(f"is not an ISO 8601 timestamp: {_shown(value)}") from None
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(UTC).replace(tzinfo=None)
     return parsed
@@ -236,14 +244,19 @@ def _parse_payload(i: int, item: dict[str, Any], problems: _Problems) -> LeadPay
         if not isinstance(value, str):
             problems.add(f"{where}.{name}", f"must be a string, got {_type_name(value)}")
             continue
+        if len(value) > MAX_TEXT_LENGTH:
+            problems.add(f"{where}.{name}", f"at most {MAX_TEXT_LENGTH} characters, got {len(value):,}")
+            continue
         if name in vocab and value not in vocab[name]:
-            problems.add(f"{where}.{name}", f"must be one of {', '.join(vocab[name])}; got {value!r}")
+            problems.add(f"{where}.{name}", f"must be one of {', '.join(vocab[name])}; got {_shown(value)}")
         if name == "country" and not (len(value) == 2 and value.isascii() and value.isupper()):
-            problems.add(f"{where}.country", f"must be an ISO-3166 alpha-2 code like 'DE', got {value!r}")
+            problems.add(
+                f"{where}.country", f"must be an ISO-3166 alpha-2 code like 'DE', got {_shown(value)}"
+            )
         attrs[name] = value
     size = item.get("company_size")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
-        problems.add(f"{where}.company_size", f"must be a positive integer or null, got {size!r}")
+        problems.add(f"{where}.company_size", f"must be a positive integer or null, got {_shown(size)}")
     attrs["company_size"] = size
     activities: list[tuple[datetime, str]] = []
     raw = item.get("activities", [])
@@ -269,7 +282,8 @@ def _parse_payload(i: int, item: dict[str, Any], problems: _Problems) -> LeadPay
         kind = activity.get("activity_type")
         if not isinstance(kind, str) or kind not in vocab["activity_type"]:
             problems.add(
-                f"{at}.activity_type", f"must be one of {', '.join(vocab['activity_type'])}; got {kind!r}"
+                f"{at}.activity_type",
+                f"must be one of {', '.join(vocab['activity_type'])}; got {_shown(kind)}",
             )
             continue
         try:
@@ -303,7 +317,7 @@ def parse_request(conf: Any, max_leads: int = MAX_LEADS_PER_REQUEST) -> ScoreReq
         except ValueError:
             as_of = None
         if as_of is None:
-            raise RequestError("invalid_request", f"as_of must be a date YYYY-MM-DD, got {raw!r}")
+            raise RequestError("invalid_request", f"as_of must be a date YYYY-MM-DD, got {_shown(raw)}")
     leads = conf.get("leads")
     if not isinstance(leads, list) or not leads:
         raise RequestError("invalid_request", "leads must be a non-empty list of lead objects")
@@ -430,7 +444,7 @@ def _compile_manifest(settings: Settings, sentinel: str, workdir: Path) -> dict[
         json.dumps(_dbt_vars(settings, sentinel)),
     ]
     try:
-        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)  # noqa: S603 - the venv's dbt, fixed arguments, no shell
     except (OSError, subprocess.SubprocessError) as exc:
         raise UnavailableError("feature_sql", f"dbt compile of lead_features could not run: {exc}") from exc
     if done.returncode != 0:
@@ -484,7 +498,7 @@ def _assemble(manifest: dict[str, Any]) -> tuple[str, dict[str, str]]:
             continue
         ctes.append(f"{replacements[node['relation_name']]} as (\n{substitute(node['compiled_code'])}\n)")
     body = substitute(nodes[roots[0]]["compiled_code"])
-    sql = ("with " + ",\n".join(ctes) + "\n" if ctes else "") + f"select * from (\n{body}\n) as features"
+    sql = ("with " + ",\n".join(ctes) + "\n" if ctes else "") + f"select * from (\n{body}\n) as features"  # noqa: S608 - dbt's compiled SQL, the nightly text
     leftovers = [r for r in ("read_parquet(", _SENTINEL_DATA_DIR, '"memory".') if r in sql]
     if leftovers:
         raise UnavailableError(
@@ -1020,7 +1034,7 @@ def payloads_from_raw(settings: Settings, lead_ids: list[int], before: date) -> 
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
         leads = con.sql(
-            f"select {', '.join(LEAD_FIELDS)} from read_parquet($leads, union_by_name = true) "
+            f"select {', '.join(LEAD_FIELDS)} from read_parquet($leads, union_by_name = true) "  # noqa: S608 - column names are constants; ids are bound
             "where lead_id in (select unnest($ids::bigint[])) "
             "qualify row_number() over (partition by lead_id order by created_at) = 1",
             params={"leads": str(raw / "leads" / "*.parquet"), "ids": lead_ids},

@@ -154,22 +154,55 @@ def train_challenger(
     }
 
 
-def plan_scoring(as_of: date, *, run_id: str, settings: Settings | None = None) -> dict[str, Any]:
-    """Pin the champion and the staging folder; one entry per shard for dynamic mapping."""
+def plan_scoring(
+    as_of: date, *, run_id: str, settings: Settings | None = None, allow_cached_champion: bool = False
+) -> dict[str, Any]:
+    """Pin the champion and the staging folder; one entry per shard for dynamic mapping.
+
+    The champion goes through the local cache (`registry.champion_cache`): when the MLflow
+    registry cannot be reached, `allow_cached_champion` (the Airflow task's last try, the CLI)
+    lets the last champion it named score; otherwise RegistryUnavailableError, and Airflow
+    retries with backoff. `champion_cached` in the plan tells the shards and the log."""
     from mlsys import score
 
-    score_plan = score.plan(as_of, settings, run_id=run_id)
-    return score_plan.as_dict()
+    settings = settings or Settings.from_env()
+    with registry.champion_cache(fallback=allow_cached_champion) as policy:
+        try:
+            score_plan = score.plan(as_of, settings, run_id=run_id)
+        except score.FeaturesMissingError:
+            raise
+        except OSError as exc:
+            raise OutputWriteError(
+                _output_error({"as_of": as_of.isoformat(), "staging_dir": settings.staging_dir}, exc)
+            ) from exc
+    return {**score_plan.as_dict(), "champion_cached": bool(policy.used_cache)}
 
 
 def shards_of(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"plan": plan, "shard": i} for i in range(int(plan["n_shards"]))]
 
 
-def score_shard(plan: dict[str, Any], shard: int, settings: Settings | None = None) -> dict[str, Any]:
+def score_shard(
+    plan: dict[str, Any],
+    shard: int,
+    settings: Settings | None = None,
+    *,
+    allow_cached_champion: bool = False,
+) -> dict[str, Any]:
+    """Score one shard with the plan's pinned version, loaded through the champion cache (a
+    plan made from the cache lets its shards use it at once)."""
     from mlsys import score
 
-    return score.score_shard(score.ScorePlan.from_dict(plan), shard, settings)
+    settings = settings or Settings.from_env()
+    fallback = allow_cached_champion or bool(plan.get("champion_cached"))
+    with registry.champion_cache(fallback=fallback):
+        champion = registry.load_version(settings, str(plan["model_version"]))
+    try:
+        return score.score_shard(score.ScorePlan.from_dict(plan), shard, settings, champion=champion)
+    except score.FeaturesMissingError:
+        raise
+    except OSError as exc:
+        raise OutputWriteError(_output_error(plan, exc)) from exc
 
 
 def publish_scores(
@@ -180,8 +213,13 @@ def publish_scores(
 
     settings = settings or Settings.from_env()
     score_plan = score.ScorePlan.from_dict(plan)
-    result = score.combine(score_plan, list(shard_results), settings)
-    target = score.publish(score_plan.as_of, score_plan.staging_dir, settings)
+    try:
+        result = score.combine(score_plan, list(shard_results), settings)
+        target = score.publish(score_plan.as_of, score_plan.staging_dir, settings)
+    except FileNotFoundError:
+        raise  # a missing shard file: combine's own message says which
+    except OSError as exc:
+        raise OutputWriteError(_output_error(plan, exc)) from exc
     metrics.incr("score.rows", result.rows, settings)
     metrics.timing("score.duration", result.seconds, settings)
     metrics.gauge("score.mean", result.mean_score, settings)
@@ -202,9 +240,31 @@ def publish_scores(
 
 
 def score_and_publish(
-    as_of: date, *, run_id: str = "manual", settings: Settings | None = None
+    as_of: date,
+    *,
+    run_id: str = "manual",
+    settings: Settings | None = None,
+    allow_cached_champion: bool = True,
 ) -> dict[str, Any]:
-    """The whole scoring step in one process (the CLI)."""
-    plan = plan_scoring(as_of, run_id=run_id, settings=settings)
-    results = [score_shard(plan, item["shard"], settings) for item in shards_of(plan)]
+    """The whole scoring step in one process (the CLI). There is no Airflow retry here: after
+    MLflow's own request retries, an unreachable registry falls back to the cached champion
+    (logged as an error, `score.champion_from_cache` = 1) unless told otherwise."""
+    plan = plan_scoring(as_of, run_id=run_id, settings=settings, allow_cached_champion=allow_cached_champion)
+    results = [
+        score_shard(plan, item["shard"], settings, allow_cached_champion=allow_cached_champion)
+        for item in shards_of(plan)
+    ]
     return publish_scores(plan, results, settings)
+
+
+class OutputWriteError(OSError):
+    """The scored table's folders cannot be written (disk full, permissions, not a folder)."""
+
+
+def _output_error(plan: dict[str, Any], exc: OSError) -> str:
+    where = exc.filename or plan.get("staging_dir")
+    return (
+        f"cannot write the scored partition of {plan['as_of']} ({exc.strerror or exc} at {where}); "
+        "the previously published partition is unchanged: free space or fix the folder's "
+        "permissions, then re-run the date"
+    )

@@ -13,10 +13,33 @@ to it.
 
 # No `from __future__ import annotations` here: FastAPI reads the route signatures, and
 # `Request`, imported inside build_app, must be a class there, not an unresolvable string.
+import os
 import threading
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
+
+# 100 leads with their activities fit in well under 1 MiB; a bigger body is refused (413)
+# without being kept in memory: it is read and dropped up to DRAIN_BYTES so the client gets the
+# answer instead of a broken pipe, and beyond that the connection is simply not read further.
+MAX_BODY_BYTES = int(os.environ.get("MLSYS_ON_DEMAND_MAX_BODY_BYTES", str(2 * 1024 * 1024)))
+DRAIN_BYTES = 16 * MAX_BODY_BYTES
+
+
+async def read_body(request: Any, limit: int = MAX_BODY_BYTES) -> bytes | None:
+    """The request body, or None when it is larger than `limit` (declared or streamed)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > DRAIN_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > DRAIN_BYTES:
+            return None
+        if size <= limit:
+            chunks.append(chunk)
+    return b"".join(chunks) if size <= limit else None
 
 
 def build_app() -> Any:
@@ -45,7 +68,16 @@ def build_app() -> Any:
     @app.post("/score")
     async def score(request: Request) -> Any:
         """Body: `{"leads": [...], "as_of": optional}`; returns `{"results": [...]}`."""
-        body = await request.body()
+        body = await read_body(request)
+        if body is None:
+            return error_response(
+                on_demand.RequestError(
+                    "request_too_large",
+                    f"the body is larger than {MAX_BODY_BYTES:,} bytes",
+                    {"max_bytes": MAX_BODY_BYTES},
+                    status=413,
+                )
+            )
         try:
             conf = json.loads(body) if body else None
         except ValueError as exc:

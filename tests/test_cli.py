@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mlsys.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """main() installs the CLI's logfmt handler on the root logger, as a CLI process should;
+    in the test process it would outlive the test and re-format every later test's logs
+    (whether Airflow's first dag.test() happens to replace it depends on test order)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

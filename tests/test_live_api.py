@@ -318,6 +318,13 @@ def test_plugin_scores_synchronously(stack: LiveStack, api: Any, lead_ids: list[
         ({"leads": [{"lead_id": 987_654_321}]}, 404, "unknown_leads"),
         ({"leads": [{"lead_id": 5, "created_at": "2026-05-01T00:00:00"}]}, 400, "invalid_lead"),
         ([1, 2, 3], 400, "invalid_request"),
+        # Bigger than the plugin's body limit: 413, the body dropped as it arrives.
+        ({"leads": [{"lead_id": 1, "industry": "x" * 3_000_000}]}, 413, "request_too_large"),
+        (
+            {"leads": [{"lead_id": 1, "created_at": "2026-05-01", "source": "web", "industry": "y" * 5000}]},
+            400,
+            "invalid_lead",
+        ),
     ],
 )
 def test_plugin_bad_requests(stack: LiveStack, api: Any, body: Any, status: int, code: str) -> None:

@@ -341,7 +341,7 @@ def test_every_http_surface_needs_a_login(services: dict[str, dict[str, Any]]) -
     assert api["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "False"
     assert api["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin"
     init_env = env_of(services["airflow-init"])
-    assert init_env["AIRFLOW_ADMIN_PASSWORD"] == "CHANGE_ME"  # from .env
+    assert init_env["AIRFLOW_ADMIN_PASSWORD"] == "CHANGE_ME"  # from .env  # pragma: allowlist secret
     assert api["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"].startswith("/opt/mlsys/var/")
     # MLflow: basic-auth app, admin from .env; clients log in with it.
     mlflow = services["mlflow"]
@@ -356,7 +356,7 @@ def test_every_http_surface_needs_a_login(services: dict[str, dict[str, Any]]) -
     assert tracking.hostname == "mlflow"
     # Grafana: admin from .env, no anonymous access, no sign-up.
     grafana = env_of(services["grafana"])
-    assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == "CHANGE_ME"
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == "CHANGE_ME"  # pragma: allowlist secret
     assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false" and grafana["GF_USERS_ALLOW_SIGN_UP"] == "false"
     # Prometheus has no login: loopback only.
     assert all(str(p).startswith("127.0.0.1:") for p in services["prometheus"]["ports"])
@@ -616,7 +616,8 @@ def test_ci_workflow() -> None:
     ci = load_workflow("ci.yml")
     assert {"push", "pull_request"} <= set(ci["on"])
     text = "\n".join(steps_text(job) for job in ci["jobs"].values())
-    assert "make lint" in text  # ruff, ruff format, mypy (type-check), sqlfluff
+    assert "make lint" in text  # ruff, ruff format, mypy (type-check), sqlfluff, detect-secrets
+    assert "make audit" in text  # pip-audit of the lock (docs/reliability.md)
     assert "make test" in text and "make test-postgres" in text
     assert "--cov-fail-under=80" in (REPO / "pyproject.toml").read_text()
     assert "docker/build-push-action" in text and "aquasecurity/trivy-action" in text
