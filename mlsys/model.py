@@ -15,6 +15,10 @@ import pandas as pd
 
 ESTIMATORS = ("logreg", "hgb")
 SMOTE_MIN_RATIO = 2.0
+# "auto" picks isotonic or sigmoid per model by cross-validated log-loss on the calibration
+# data (`choose_calibration`).
+CALIBRATIONS = ("isotonic", "sigmoid", "auto")
+CALIBRATION_FOLDS = 5
 
 
 class TrainingDataError(ValueError):
@@ -37,8 +41,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
-        if self.calibration not in ("isotonic", "sigmoid"):
-            raise ValueError(f"calibration must be isotonic or sigmoid, got {self.calibration!r}")
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
         if self.class_weight not in (None, "balanced"):
             raise ValueError(f"class_weight must be None or 'balanced', got {self.class_weight!r}")
 
@@ -115,14 +119,49 @@ def build_pipeline(numeric: list[str], categorical: list[str], config: ModelConf
     return Pipeline(steps)
 
 
-def calibrate(fitted_pipeline: Any, x_calib: pd.DataFrame, y_calib: np.ndarray, method: str) -> Any:
-    """Calibrate a fitted pipeline on data it was not fitted on (prefit, via FrozenEstimator)."""
+def calibrate(
+    fitted_pipeline: Any, x_calib: pd.DataFrame, y_calib: np.ndarray, method: str, random_state: int = 42
+) -> Any:
+    """Calibrate a fitted pipeline on data it was not fitted on (prefit, via FrozenEstimator).
+    ``method="auto"``: the one `choose_calibration` picks, fitted on all of the calibration
+    data (the result's ``method`` says which)."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.frozen import FrozenEstimator
 
+    if method == "auto":
+        method, _ = choose_calibration(fitted_pipeline, x_calib, y_calib, random_state)
     calibrated = CalibratedClassifierCV(FrozenEstimator(fitted_pipeline), method=method)
     calibrated.fit(x_calib, y_calib)
     return calibrated
+
+
+def choose_calibration(
+    fitted_pipeline: Any, x_calib: pd.DataFrame, y_calib: np.ndarray, random_state: int = 42
+) -> tuple[str, dict[str, float]]:
+    """Isotonic or sigmoid, whichever has the lower log-loss on held-out calibration rows.
+
+    Stratified k-fold over the calibration data: each method is fitted on k-1 folds (the
+    model frozen, as in `calibrate`) and scored on the remaining one. Isotonic regression is
+    the more flexible map, but on a few thousand rows its steps tie scores the model ranked
+    apart, which costs ranking; a sigmoid is strictly monotone and keeps the model's order.
+    Returns the method (isotonic on a tie) and the mean held-out log-loss of each.
+    """
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(y_calib)
+    folds = min(CALIBRATION_FOLDS, int(np.bincount(y.astype(int), minlength=2).min()))
+    if folds < 2:
+        return "isotonic", {}
+    split = StratifiedKFold(folds, shuffle=True, random_state=random_state)
+    losses: dict[str, list[float]] = {"isotonic": [], "sigmoid": []}
+    for fit_rows, held_out in split.split(np.zeros(len(y)), y):
+        for method, values in losses.items():
+            part = calibrate(fitted_pipeline, x_calib.iloc[fit_rows], y[fit_rows], method)
+            p = np.clip(part.predict_proba(x_calib.iloc[held_out])[:, 1], 1e-7, 1 - 1e-7)
+            values.append(float(log_loss(y[held_out], p, labels=[0, 1])))
+    mean = {method: float(np.mean(values)) for method, values in losses.items()}
+    return ("sigmoid" if mean["sigmoid"] < mean["isotonic"] else "isotonic"), mean
 
 
 def base_pipeline(model: Any) -> Any:

@@ -136,7 +136,9 @@ def train_challenger(
     from mlsys.train import train
 
     settings = settings or Settings.from_env()
-    config = ModelConfig(estimator=estimator or settings.estimator, use_smote=use_smote)
+    config = ModelConfig(
+        estimator=estimator or settings.estimator, use_smote=use_smote, calibration=settings.calibration
+    )
     result = train(as_of, settings, config, do_tune=tune, trigger=trigger)
     if str(result.version).isdigit():
         from mlsys import metrics

@@ -59,6 +59,10 @@ class Settings:
     # How training splits the snapshots (mlsys.train.load_splits): "time" (the latest snapshot
     # is the holdout, the one before calibrates) or "random" (stratified; one row per lead).
     training_split: str = "time"
+    # How the model's output is calibrated into the published probability (ModelConfig
+    # calibration): "isotonic", "sigmoid", or "auto" (whichever has the lower cross-validated
+    # log-loss on the calibration data, per model).
+    calibration: str = "isotonic"
     experiment_name: str = "lead_scoring"
     horizon_days: int = 30
     snapshot_weeks: int = 12
@@ -144,6 +148,7 @@ class Settings:
             model_name=_env("MLSYS_MODEL_NAME", "lead_scoring"),
             estimator=_env("MLSYS_ESTIMATOR", "logreg"),
             training_split=_env("MLSYS_SPLIT", "time"),
+            calibration=_env("MLSYS_CALIBRATION", "isotonic"),
             experiment_name=_env("MLSYS_EXPERIMENT", "lead_scoring"),
             horizon_days=_env_int("MLSYS_HORIZON_DAYS", 30),
             snapshot_weeks=_env_int("MLSYS_SNAPSHOT_WEEKS", 12),

@@ -280,7 +280,7 @@ def train(
     pipeline = build_pipeline(numeric, categorical, config, smote)
     pipeline.fit(x_train, y_train)
     raw_hold = pipeline.predict_proba(x_hold)[:, 1]
-    model = calibrate(pipeline, x_calib, y_calib, config.calibration)
+    model = calibrate(pipeline, x_calib, y_calib, config.calibration, config.random_state)
     p_hold = model.predict_proba(x_hold)[:, 1]
 
     scores = classification_metrics(y_hold, p_hold)
@@ -323,6 +323,7 @@ def train(
         "smote_applied": smote.apply,
         "smote_k_neighbors": smote.k_neighbors if smote.apply else 0,
         "imbalance_ratio": round(smote.imbalance_ratio, 4),
+        "calibration_method": model.method,  # what "auto" chose
     }
     metadata = {
         "features": {"numeric": numeric, "categorical": categorical},

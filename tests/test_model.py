@@ -14,6 +14,7 @@ from mlsys.model import (
     TrainingDataError,
     build_pipeline,
     calibrate,
+    choose_calibration,
     linear_contributions,
     plan_smote,
     prepare_frame,
@@ -93,6 +94,31 @@ def test_calibration_fixes_smote_distortion() -> None:
     raw = pipeline.predict_proba(prep(xh))[:, 1]
     calibrated = calibrate(pipeline, prep(xc), yc, "isotonic").predict_proba(prep(xh))[:, 1]
     assert expected_calibration_error(yh, calibrated) < expected_calibration_error(yh, raw) / 3
+
+
+def test_auto_calibration_picks_the_lower_held_out_log_loss() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    x, y = frame(4000, 0.06, seed=1)
+    xc, yc = frame(3000, 0.06, seed=2)
+    xh, yh = frame(4000, 0.06, seed=3)
+    prep = lambda d: prepare_frame(d, NUMERIC, CATEGORICAL)  # noqa: E731
+    pipeline = build_pipeline(NUMERIC, CATEGORICAL, ModelConfig(), plan_smote(y, True))
+    pipeline.fit(prep(x), y)
+    method, losses = choose_calibration(pipeline, prep(xc), yc)
+    assert set(losses) == {"isotonic", "sigmoid"}
+    assert method == min(losses, key=lambda m: (losses[m], m != "isotonic"))
+    # Logistic truth, logistic model: SMOTE shifts its log-odds, which a sigmoid undoes exactly.
+    assert method == "sigmoid"
+    model = calibrate(pipeline, prep(xc), yc, "auto")
+    assert model.method == method
+    raw = pipeline.predict_proba(prep(xh))[:, 1]
+    calibrated = model.predict_proba(prep(xh))[:, 1]
+    assert roc_auc_score(yh, calibrated) == pytest.approx(roc_auc_score(yh, raw), abs=1e-12)
+    assert expected_calibration_error(yh, calibrated) < expected_calibration_error(yh, raw) / 3
+    assert ModelConfig(calibration="auto").calibration == "auto"
+    with pytest.raises(ValueError, match="calibration"):
+        ModelConfig(calibration="beta")
 
 
 @pytest.mark.parametrize(

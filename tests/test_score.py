@@ -119,6 +119,39 @@ def test_tree_model_reasons_decompose_its_logit(published: Path, settings: Setti
     assert any(explainer.top_reasons(sample))
 
 
+def test_auto_calibrated_tree_champion_scores_split_and_explains(published: Path, settings: Settings) -> None:
+    """MLSYS_CALIBRATION=auto may give a sigmoid-calibrated model: the split scoring of
+    mlsys.champion must take it, and equal the nightly computation."""
+    from mlsys.catalog import load_catalog
+    from mlsys.champion import Champion, model_frame
+    from mlsys.model import ModelConfig, build_pipeline, calibrate, plan_smote, prepare_frame, reason_spec
+    from mlsys.train import load_splits
+
+    catalog = load_catalog("training_snapshots", settings)
+    splits = load_splits(settings.training_snapshots_path(AS_OF), catalog, seed=0)
+    num, cat = list(catalog.numeric), list(catalog.categorical)
+    x = prepare_frame(splits.train, num, cat)
+    y = splits.train["label"].to_numpy()
+    pipeline = build_pipeline(num, cat, ModelConfig(estimator="hgb", hgb_max_iter=30), plan_smote(y, True))
+    pipeline.fit(x, y)
+    x_cal = prepare_frame(splits.calibration, num, cat)
+    for method in ("sigmoid", "auto"):
+        model = calibrate(pipeline, x_cal, splits.calibration["label"].to_numpy(), method)
+        metadata = {
+            "features": {"numeric": num, "categorical": cat},
+            "score_bands": {"A": 0.9, "B": 0.5, "C": 0.1},
+            "reasons": reason_spec(pipeline, x, num + cat).to_dict(),
+        }
+        champion = Champion(registry.LoadedModel(model, "test", "1", metadata, None))
+        assert champion.split_scoring, method
+        table = pq.read_table(settings.lead_features_path(AS_OF)).slice(0, 300)
+        p, reasons, _ = champion.predict(table)
+        frame = model_frame(table, num, cat)
+        assert np.array_equal(p, model.predict_proba(frame)[:, 1])
+        assert champion.explainer is not None and reasons == champion.explainer.top_reasons(frame)
+        assert any(reasons)
+
+
 def test_missing_features_say_what_to_run(published: Path, settings: Settings) -> None:
     with pytest.raises(score.FeaturesMissingError, match="mlsys features --as-of 2020-01-01"):
         score.plan(date(2020, 1, 1), settings)

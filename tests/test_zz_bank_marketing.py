@@ -126,6 +126,8 @@ def test_bank_flow_gate_retrain_score(bank_published: Path, bank: Settings) -> N
     params = run.data.params
     assert params["model.estimator"] == "hgb"  # MLSYS_ESTIMATOR of the env file
     assert params["split"] == "random"  # MLSYS_SPLIT of the env file
+    assert params["model.calibration"] == "auto"  # MLSYS_CALIBRATION of the env file
+    assert params["calibration_method"] in {"isotonic", "sigmoid"}
     assert params["smote_applied"] == "True" and float(params["imbalance_ratio"]) > 2
     assert 0.0 <= run.data.metrics["roc_auc"] <= 1.0
     info = mlflow.models.get_model_info(f"models:/{bank.model_name}/{champion.version}")
