@@ -1,4 +1,4 @@
-"""What DAG files share, kept out of them so they stay thin and parse fast.
+"""What DAG files and plugins share, kept out of them so they stay thin and parse fast.
 
 Nothing here imports Airflow at module level.
 """
@@ -6,6 +6,8 @@ Nothing here imports Airflow at module level.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -104,3 +106,23 @@ def quiet_logs() -> None:
     """GX floods Airflow's task log at INFO; MLflow and alembic are chatty too."""
     for name in ("great_expectations", "mlflow", "alembic", "matplotlib", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class LazyApp:
+    """An ASGI app that builds the real one (``build()``) on its first request.
+
+    Every Airflow process imports plugin modules, task processes included; a plugin's FastAPI
+    app (and what it imports: FastAPI, the scorer, the settings) is only needed by the
+    api-server, and only once a request reaches it."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+        self._app: Any = None
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    self._app = self._build()
+        await self._app(scope, receive, send)

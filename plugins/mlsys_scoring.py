@@ -19,6 +19,8 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from mlsys.airflow_support import LazyApp
+
 # 100 leads with their activities fit in well under 1 MiB; a bigger body is refused (413)
 # without being kept in memory: it is read and dropped up to DRAIN_BYTES so the client gets the
 # answer instead of a broken pipe, and beyond that the connection is simply not read further.
@@ -120,23 +122,8 @@ def build_app() -> Any:
     return app
 
 
-class LazyApp:
-    """An ASGI app that builds the real one on first use (see the module docstring)."""
-
-    def __init__(self) -> None:
-        self._app: Any = None
-        self._lock = threading.Lock()
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if self._app is None:
-            with self._lock:
-                if self._app is None:
-                    self._app = build_app()
-        await self._app(scope, receive, send)
-
-
 class MlsysScoringPlugin(AirflowPlugin):
     name = "mlsys_scoring"
     fastapi_apps = [  # noqa: RUF012 - the attribute Airflow's plugin manager reads
-        {"app": LazyApp(), "url_prefix": "/mlsys", "name": "mlsys on-demand scoring"},
+        {"app": LazyApp(build_app), "url_prefix": "/mlsys", "name": "mlsys on-demand scoring"},
     ]

@@ -15,10 +15,11 @@ built on the first request the api-server routes to it.
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures.
 import os
-import threading
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
+
+from mlsys.airflow_support import LazyApp
 
 URL_PREFIX = "/mlsys-docs"
 
@@ -79,25 +80,10 @@ def build_app() -> Any:
     return app
 
 
-class LazyApp:
-    """An ASGI app that builds the real one on first use (see the module docstring)."""
-
-    def __init__(self) -> None:
-        self._app: Any = None
-        self._lock = threading.Lock()
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if self._app is None:
-            with self._lock:
-                if self._app is None:
-                    self._app = build_app()
-        await self._app(scope, receive, send)
-
-
 class MlsysUiLinksPlugin(AirflowPlugin):
     name = "mlsys_ui_links"
     fastapi_apps = [  # noqa: RUF012 - the attributes Airflow's plugin manager reads
-        {"app": LazyApp(), "url_prefix": URL_PREFIX, "name": "mlsys docs"},
+        {"app": LazyApp(build_app), "url_prefix": URL_PREFIX, "name": "mlsys docs"},
     ]
     external_views = [  # noqa: RUF012
         {
