@@ -187,7 +187,8 @@ def main() -> int:
     from mlsys import champion as champion_model
     from mlsys import on_demand
     from mlsys.client import Client
-    from tests.test_live_api import USER, LiveStack, free_port
+    from tests.live import free_port
+    from tests.test_live_api import USER, LiveStack
 
     partition = pq.read_table(settings.partition_dir(AS_OF), columns=["lead_id"])
     all_ids = sorted(partition.column("lead_id").to_pylist())

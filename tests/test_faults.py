@@ -39,6 +39,7 @@ import pytest
 
 from mlsys import pipeline, registry, score
 from mlsys.settings import REPO_ROOT, Settings
+from tests.live import free_port
 
 AS_OF = date(2026, 6, 1)
 PY = sys.executable
@@ -181,12 +182,6 @@ def test_the_warehouse_pool_has_one_slot_and_holds_every_writer(airflow_db: dict
 # -- MLflow unreachable ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class MlflowServer:
     """A real `mlflow server` over a copy of the session's tracking store."""
 
@@ -268,7 +263,7 @@ def remote(published: Path, settings: Settings, tmp_path_factory: pytest.TempPat
     home = tmp_path_factory.mktemp("remote-home")
     store = home / "mlflow.db"
     shutil.copyfile(settings.home / "mlflow.db", store)
-    server = MlflowServer(store, _free_port(), home / "mlflow-server.log")
+    server = MlflowServer(store, free_port(), home / "mlflow-server.log")
     statsd = StatsdListener()
     data = home / "data"
     features = data / "features" / "lead_features"

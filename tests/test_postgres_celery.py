@@ -35,20 +35,19 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.live import Procs, free_port, http, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -81,93 +80,6 @@ def missing(what: str) -> None:
     if on_ci():
         pytest.fail(message)
     pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    try:
-        return status, json.loads(raw) if raw else None
-    except ValueError:
-        return status, raw.decode(errors="replace")
-
-
-def wait_for(what: str, probe: Any, timeout: float, procs: Procs, interval: float = 0.5) -> Any:
-    """Call `probe` until it returns something truthy; fail with the logs when a process died."""
-    deadline = time.monotonic() + timeout
-    while True:
-        procs.check_alive()
-        with contextlib.suppress(OSError, urllib.error.URLError, ConnectionError):
-            result = probe()
-            if result:
-                return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not ready after {timeout:.0f}s\n{procs.tails()}")
-        time.sleep(interval)
-
-
-# -- processes -------------------------------------------------------------------------------
-
-
-@dataclass
-class Procs:
-    """Child processes, each in its own process group, with a log file each."""
-
-    logdir: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        log = open(self.logdir / f"{name}.log", "ab")  # noqa: SIM115 - closed below
-        try:
-            self.procs[name] = subprocess.Popen(
-                args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.logdir
-            )
-        finally:
-            log.close()
-
-    def check_alive(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}\n{self.tail(name)}")
-
-    def tail(self, name: str, lines: int = 40) -> str:
-        path = self.logdir / f"{name}.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return f"--- {name}\n" + "\n".join(text.splitlines()[-lines:])
-
-    def tails(self) -> str:
-        return "\n".join(self.tail(name) for name in self.procs)
-
-    def stop(self, name: str) -> None:
-        proc = self.procs.pop(name, None)
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=30)
-        # Children (executor workers, task processes, uvicorn workers) share the group.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-    def stop_all(self) -> None:
-        for name in reversed(list(self.procs)):
-            self.stop(name)
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from mlsys import registry
 from mlsys.airflow_env import passwords_file, ui_login
 from mlsys.local_airflow import READY_LINE, LocalAirflow, mlflow_command, unpause_setting
 from mlsys.settings import REPO_ROOT, Settings
+from tests.live import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -51,12 +52,6 @@ SCORE_LEADS_TASKS = (
     "publish",
 )
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.5) -> T:
