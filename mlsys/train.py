@@ -70,11 +70,12 @@ class TrainResult:
     smote: SmotePlan
     champion_version: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    model_name: str = "lead_scoring"
 
     def summary(self) -> str:
         verdict = "promoted to champion" if self.decision.promote else "kept as challenger"
         return (
-            f"lead_scoring version {self.version} (run {self.run_id}): ROC AUC "
+            f"{self.model_name} version {self.version} (run {self.run_id}): ROC AUC "
             f"{self.metrics['roc_auc']:.3f}, PR AUC {self.metrics['pr_auc']:.3f}, ECE "
             f"{self.metrics['ece']:.3f}; {verdict}: {'; '.join(self.decision.reasons)}"
         )
@@ -378,7 +379,13 @@ def train(
         metrics.gauge(f"train.{name}", scores[name], settings)
     metrics.gauge("train.promoted", int(decision.promote), settings)
     result = TrainResult(
-        run_id, version, scores, decision, smote, str(champion.version) if champion else None
+        run_id,
+        version,
+        scores,
+        decision,
+        smote,
+        str(champion.version) if champion else None,
+        model_name=settings.model_name,
     )
     log.info(result.summary())
     return result

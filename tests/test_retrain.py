@@ -91,3 +91,19 @@ def test_realized_performance_of_a_past_night(published: Path, settings: Setting
     assert realized.roc_auc == pytest.approx(roc_auc_score(frame["label"], frame["score"]))
     assert realized.holdout_roc_auc is not None
     assert drift.realized_performance(date(2026, 4, 15), settings) is None  # nothing old enough
+
+
+def test_the_training_summary_names_the_registered_model() -> None:
+    from mlsys.model import SmotePlan
+    from mlsys.train import PromotionDecision, TrainResult
+
+    result = TrainResult(
+        "run-1",
+        "3",
+        {"roc_auc": 0.8, "pr_auc": 0.4, "ece": 0.01},
+        PromotionDecision(True, ["first model"]),
+        SmotePlan(True, 5, 7.5, 10, 75),
+        model_name="bank_marketing",
+    )
+    assert result.summary().startswith("bank_marketing version 3 (run run-1): ROC AUC 0.800")
+    assert "promoted to champion: first model" in result.summary()
