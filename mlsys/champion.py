@@ -34,9 +34,9 @@ def model_arrays(table: Any, numeric: list[str], categorical: list[str]) -> dict
         arrays[name] = pc.cast(table.column(name), pa.float64()).to_numpy(zero_copy_only=False)
     for name in categorical:
         column = table.column(name)
+        # Strings cannot be zero-copy: to_numpy gives a new object array, ours to write.
         values = np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
         if column.null_count:
-            values = values.copy() if not values.flags.writeable else values
             values[column.is_null().to_numpy(zero_copy_only=False)] = np.nan
         arrays[name] = values
     return arrays

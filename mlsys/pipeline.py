@@ -7,6 +7,8 @@ one-line reason on failure.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -168,15 +170,11 @@ def plan_scoring(
     from mlsys import score
 
     settings = settings or Settings.from_env()
-    with registry.champion_cache(fallback=allow_cached_champion) as policy:
-        try:
-            score_plan = score.plan(as_of, settings, run_id=run_id)
-        except score.FeaturesMissingError:
-            raise
-        except OSError as exc:
-            raise OutputWriteError(
-                _output_error({"as_of": as_of.isoformat(), "staging_dir": settings.staging_dir}, exc)
-            ) from exc
+    with (
+        registry.champion_cache(fallback=allow_cached_champion) as policy,
+        _output_errors(as_of.isoformat(), settings.staging_dir, passthrough=score.FeaturesMissingError),
+    ):
+        score_plan = score.plan(as_of, settings, run_id=run_id)
     return {**score_plan.as_dict(), "champion_cached": bool(policy.used_cache)}
 
 
@@ -199,12 +197,8 @@ def score_shard(
     fallback = allow_cached_champion or bool(plan.get("champion_cached"))
     with registry.champion_cache(fallback=fallback):
         champion = registry.load_version(settings, str(plan["model_version"]))
-    try:
+    with _output_errors(plan["as_of"], plan["staging_dir"], passthrough=score.FeaturesMissingError):
         return score.score_shard(score.ScorePlan.from_dict(plan), shard, settings, champion=champion)
-    except score.FeaturesMissingError:
-        raise
-    except OSError as exc:
-        raise OutputWriteError(_output_error(plan, exc)) from exc
 
 
 def publish_scores(
@@ -215,13 +209,10 @@ def publish_scores(
 
     settings = settings or Settings.from_env()
     score_plan = score.ScorePlan.from_dict(plan)
-    try:
+    # A missing shard file passes through: combine's own message says which.
+    with _output_errors(plan["as_of"], plan["staging_dir"], passthrough=FileNotFoundError):
         result = score.combine(score_plan, list(shard_results), settings)
         target = score.publish(score_plan.as_of, score_plan.staging_dir, settings)
-    except FileNotFoundError:
-        raise  # a missing shard file: combine's own message says which
-    except OSError as exc:
-        raise OutputWriteError(_output_error(plan, exc)) from exc
     metrics.incr("score.rows", result.rows, settings)
     metrics.timing("score.duration", result.seconds, settings)
     metrics.gauge("score.mean", result.mean_score, settings)
@@ -263,10 +254,18 @@ class OutputWriteError(OSError):
     """The scored table's folders cannot be written (disk full, permissions, not a folder)."""
 
 
-def _output_error(plan: dict[str, Any], exc: OSError) -> str:
-    where = exc.filename or plan.get("staging_dir")
-    return (
-        f"cannot write the scored partition of {plan['as_of']} ({exc.strerror or exc} at {where}); "
-        "the previously published partition is unchanged: free space or fix the folder's "
-        "permissions, then re-run the date"
-    )
+@contextmanager
+def _output_errors(as_of: str, staging_dir: Any, *, passthrough: type[OSError]) -> Iterator[None]:
+    """An OSError of the block (other than `passthrough`, whose own message says what to run)
+    becomes an OutputWriteError that says the published partition is unchanged."""
+    try:
+        yield
+    except passthrough:
+        raise
+    except OSError as exc:
+        where = exc.filename or staging_dir
+        raise OutputWriteError(
+            f"cannot write the scored partition of {as_of} ({exc.strerror or exc} at {where}); "
+            "the previously published partition is unchanged: free space or fix the folder's "
+            "permissions, then re-run the date"
+        ) from exc

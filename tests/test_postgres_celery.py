@@ -47,6 +47,7 @@ from typing import Any
 
 import pytest
 
+from mlsys.airflow_env import SIMPLE_AUTH_MANAGER
 from tests.live import Procs, free_port, http, wait_for
 
 pytestmark = pytest.mark.slow
@@ -426,9 +427,7 @@ def stack(crm: Path) -> Iterator[Stack]:
             "AIRFLOW__API__PORT": str(api_port),
             "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
-            "AIRFLOW__CORE__AUTH_MANAGER": (
-                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-            ),
+            "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / "passwords.json"),
