@@ -121,31 +121,34 @@ class Champion:
         from sklearn.calibration import CalibratedClassifierCV
         from sklearn.preprocessing import FunctionTransformer
 
-        from mlsys.model import Explainer, base_pipeline
+        from mlsys.model import Explainer, member_pipelines
 
         model = self.loaded.model
-        pipeline = base_pipeline(model)
-        if not isinstance(model, CalibratedClassifierCV) or pipeline is model:
+        if not isinstance(model, CalibratedClassifierCV):
             return None
-        if pipeline.steps[0][0] != "preprocess":
+        members = member_pipelines(model)
+        if any(m is model or m.steps[0][0] != "preprocess" for m in members):
             return None
-        preprocess = pipeline.steps[0][1]
+        preprocess = members[0].steps[0][1]
+        if any(m.steps[0][1] is not preprocess for m in members):
+            return None  # members with preprocessing of their own: transform per member
         blocks = _column_blocks(preprocess)
         if blocks is None:
             return None
-        after = pipeline[1:]  # SMOTE (fit-only, skipped at predict) and the classifier
         calibrated = copy.copy(model)
         calibrated.calibrated_classifiers_ = []
-        for part in model.calibrated_classifiers_:
+        for part, member in zip(model.calibrated_classifiers_, members, strict=True):
             part = copy.copy(part)
-            part.estimator = after
+            part.estimator = member[1:]  # SMOTE (fit-only, skipped at predict) and the classifier
             calibrated.calibrated_classifiers_.append(part)
         probe = self._probe_table(preprocess)
         z_probe = _transform_blocks(blocks, model_arrays(probe, self.numeric, self.categorical))
         explainer = None
         if self.spec is not None:
             identity = FunctionTransformer().fit(z_probe)
-            explainer = Explainer(type(pipeline)([("preprocess", identity), *pipeline.steps[1:]]), self.spec)
+            explainer = Explainer(
+                [type(m)([("preprocess", identity), *m.steps[1:]]) for m in members], self.spec
+            )
         fast = (blocks, calibrated, explainer)
         p_ref, reasons_ref = self._predict_reference(probe)
         p_fast, reasons_fast = self._predict_split(probe, fast)

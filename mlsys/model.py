@@ -18,6 +18,7 @@ SMOTE_MIN_RATIO = 2.0
 # "auto" picks isotonic or sigmoid per model by cross-validated log-loss on the calibration
 # data (`choose_calibration`).
 CALIBRATIONS = ("isotonic", "sigmoid", "auto")
+# Folds of `choose_calibration`'s log-loss comparison.
 CALIBRATION_FOLDS = 5
 
 
@@ -32,6 +33,10 @@ class ModelConfig:
     class_weight: str | None = None
     random_state: int = 42
     calibration: str = "isotonic"
+    # 0: fit on the training rows, calibrate on the separate calibration rows (`calibrate`).
+    # k >= 2: cross-fitted calibration on the training and calibration rows pooled
+    # (`fit_cross_fitted`): k models, each calibrated on the fold it did not see, averaged.
+    calibration_folds: int = 0
     # Estimator hyper-parameters (overridden by `--tune`).
     logreg_c: float = 1.0
     hgb_learning_rate: float = 0.1
@@ -45,6 +50,11 @@ class ModelConfig:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
         if self.class_weight not in (None, "balanced"):
             raise ValueError(f"class_weight must be None or 'balanced', got {self.class_weight!r}")
+        if self.calibration_folds == 1 or self.calibration_folds < 0:
+            raise ValueError(
+                f"calibration_folds must be 0 (a separate calibration set) or at least 2, "
+                f"got {self.calibration_folds}"
+            )
 
 
 @dataclass(frozen=True)
@@ -164,12 +174,88 @@ def choose_calibration(
     return ("sigmoid" if mean["sigmoid"] < mean["isotonic"] else "isotonic"), mean
 
 
-def base_pipeline(model: Any) -> Any:
-    """The uncalibrated imblearn pipeline inside a calibrated model (or the model itself)."""
-    inner = getattr(model, "estimator", None)
-    if inner is not None and hasattr(inner, "estimator"):  # CalibratedClassifierCV(FrozenEstimator)
-        return inner.estimator
+def fit_cross_fitted(
+    numeric: list[str],
+    categorical: list[str],
+    config: ModelConfig,
+    smote: SmotePlan,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    groups: np.ndarray | None = None,
+) -> Any:
+    """Cross-fitted calibration: k pipelines, each fitted (SMOTE and classifier) on k-1 folds
+    and calibrated on the fold it did not see; the published score is their mean.
+
+    Against `calibrate` on a separate calibration set this uses every labelled row for both
+    fitting and calibrating, and the average of k models smooths the noise SMOTE's random
+    synthetic rows put into each one (scikit-learn's ``CalibratedClassifierCV(ensemble=True)``,
+    done by hand so that "auto" can choose the method and the members share one
+    preprocessing). Preprocessing learns no labels (medians, scales, category lists), so it
+    is fitted once on all the rows and shared: the nightly path transforms a batch once and
+    the explainer sees one column space. Folds keep each ``groups`` value (a lead seen in
+    several snapshots) on one side. Returns a ``CalibratedClassifierCV`` whose
+    ``calibrated_classifiers_`` hold the k members; its ``method`` is the one used.
+    """
+    from sklearn.base import clone
+
+    folds = config.calibration_folds
+    y = np.asarray(y)
+    template = build_pipeline(numeric, categorical, config, smote)
+    preprocess = template.named_steps["preprocess"].fit(x)
+    z = preprocess.transform(x)
+    members: list[tuple[Any, np.ndarray]] = []
+    for fit_rows, held_out in _folds(y, groups, folds, config.random_state):
+        rest = clone(template)[1:].fit(z[fit_rows], y[fit_rows])
+        members.append((type(template)([("preprocess", preprocess), *rest.steps]), held_out))
+    method = config.calibration
+    if method == "auto":
+        chosen = [choose_calibration(m, x.iloc[rows], y[rows], config.random_state)[1] for m, rows in members]
+        losses = {k: float(np.mean([c[k] for c in chosen if c])) for k in ("isotonic", "sigmoid")}
+        method = "sigmoid" if losses["sigmoid"] < losses["isotonic"] else "isotonic"
+    parts = [calibrate(m, x.iloc[rows], y[rows], method, config.random_state) for m, rows in members]
+    model = parts[0]
+    model.calibrated_classifiers_ = [c for part in parts for c in part.calibrated_classifiers_]
     return model
+
+
+def _folds(y: np.ndarray, groups: np.ndarray | None, folds: int, random_state: int) -> list[Any]:
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    smallest = int(np.bincount(y.astype(int), minlength=2).min())
+    if smallest < folds:
+        raise TrainingDataError(
+            f"cross-fitted calibration with {folds} folds needs at least {folds} rows of each "
+            f"class, found {smallest}; lower MLSYS_CALIBRATION_FOLDS or use 0"
+        )
+    rows = np.zeros(len(y))
+    if groups is None or len(np.unique(groups)) == len(groups):
+        # One row per lead (MLSYS_SPLIT=random): plain stratified folds, much faster.
+        return list(StratifiedKFold(folds, shuffle=True, random_state=random_state).split(rows, y))
+    return list(StratifiedGroupKFold(folds, shuffle=True, random_state=random_state).split(rows, y, groups))
+
+
+def member_pipelines(model: Any) -> list[Any]:
+    """The uncalibrated imblearn pipelines inside a calibrated model: one for `calibrate`,
+    k for `fit_cross_fitted`; ``[model]`` for anything else."""
+    parts = getattr(model, "calibrated_classifiers_", None)
+    if not parts:
+        return [model]
+    pipelines = []
+    for part in parts:
+        inner = part.estimator
+        pipelines.append(getattr(inner, "estimator", inner))  # FrozenEstimator -> the pipeline
+    return pipelines
+
+
+def base_pipeline(model: Any) -> Any:
+    """The (first) uncalibrated imblearn pipeline inside a calibrated model."""
+    return member_pipelines(model)[0]
+
+
+def uncalibrated_proba(model: Any, x: pd.DataFrame) -> np.ndarray:
+    """P(converted) before calibration: the mean of the members' raw outputs."""
+    members = member_pipelines(model)
+    return np.mean([m.predict_proba(x)[:, 1] for m in members], axis=0)
 
 
 @dataclass(frozen=True)
@@ -209,24 +295,40 @@ def _owner(transformed_name: str, features: list[str]) -> str:
 
 
 def linear_contributions(model: Any, x: pd.DataFrame, spec: ReasonSpec) -> tuple[np.ndarray, list[str]]:
-    """Per-raw-feature logit contributions, shape (rows, features), or empty for non-linear."""
-    pipeline = base_pipeline(model)
-    estimator = pipeline.named_steps["model"]
-    coef = getattr(estimator, "coef_", None)
-    if coef is None:
+    """Per-raw-feature logit contributions, shape (rows, features), or empty for non-linear.
+    Several members (`fit_cross_fitted`): the mean of theirs."""
+    members = model if isinstance(model, list) else member_pipelines(model)
+    coefs = [getattr(m.named_steps["model"], "coef_", None) for m in members]
+    if any(coef is None for coef in coefs):
         return np.empty((len(x), 0)), []
-    z = np.asarray(pipeline.named_steps["preprocess"].transform(x), dtype=float)
     owners = sorted(set(spec.groups))
     group = np.array([owners.index(g) for g in spec.groups])
     order = np.argsort(group, kind="stable")
     starts = np.searchsorted(group[order], np.arange(len(owners)))
-    # One permuted copy, then in-place arithmetic: batches are 100k rows x ~100 columns.
-    # Each feature's columns are summed with reduceat rather than a matrix product: BLAS
-    # blocking depends on the batch size, and a lead's reasons must not depend on its batch.
-    per_column = z[:, order]
-    per_column -= np.asarray(spec.reference, dtype=float)[order]
-    per_column *= np.asarray(coef, dtype=float).ravel()[order]
-    return np.add.reduceat(per_column, starts, axis=1), owners
+    total: np.ndarray | None = None
+    for preprocess, coef in _by_preprocess(members, [np.asarray(c, dtype=float).ravel() for c in coefs]):
+        z = np.asarray(preprocess.transform(x), dtype=float)
+        # One permuted copy, then in-place arithmetic: batches are 100k rows x ~100 columns.
+        # Each feature's columns are summed with reduceat rather than a matrix product: BLAS
+        # blocking depends on the batch size, and a lead's reasons must not depend on its batch.
+        per_column = z[:, order]
+        per_column -= np.asarray(spec.reference, dtype=float)[order]
+        per_column *= coef[order]
+        part = np.add.reduceat(per_column, starts, axis=1)
+        total = part if total is None else total + part
+    assert total is not None
+    return total / len(members), owners
+
+
+def _by_preprocess(members: list[Any], coefs: list[np.ndarray]) -> list[tuple[Any, np.ndarray]]:
+    """(preprocess, summed coefficients) per distinct preprocessing object: members that share
+    one (`fit_cross_fitted`) see the same columns, so their contributions add up in one pass."""
+    shared: dict[int, tuple[Any, np.ndarray]] = {}
+    for member, coef in zip(members, coefs, strict=True):
+        preprocess = member.named_steps["preprocess"]
+        seen = shared.get(id(preprocess))
+        shared[id(preprocess)] = (preprocess, coef if seen is None else seen[1] + coef)
+    return list(shared.values())
 
 
 def top_reasons(contributions: np.ndarray, names: list[str], k: int = 3) -> list[list[dict[str, Any]]]:
@@ -306,22 +408,27 @@ class Explainer:
 
     def __init__(self, model: Any, spec: ReasonSpec) -> None:
         self.spec = spec
-        self.pipeline = base_pipeline(model)
+        # A list: the member pipelines themselves (the champion's split scoring passes them).
+        self.members = model if isinstance(model, list) else member_pipelines(model)
+        self.pipeline = self.members[0]
         self.estimator = self.pipeline.named_steps["model"]
         self.names = sorted(set(spec.groups))
         index = {name: i for i, name in enumerate(self.names)}
         self.group_of_column = np.array([index[g] for g in spec.groups], dtype=np.int64)
-        self.kind = "linear" if hasattr(self.estimator, "coef_") else "none"
-        self._trees: list[tuple[Any, np.ndarray]] = []
-        if hasattr(self.estimator, "_predictors"):
+        estimators = [m.named_steps["model"] for m in self.members]
+        self.kind = "linear" if all(hasattr(e, "coef_") for e in estimators) else "none"
+        # (preprocess, tree leaf finder, per-leaf contributions, bitsets) of every member's trees
+        self._trees: list[tuple[Any, Any, np.ndarray, Any, Any]] = []
+        if all(hasattr(e, "_predictors") for e in estimators):
             self.kind = "trees"
-            self._prepare_trees()
+            for member in self.members:
+                self._prepare_trees(member, weight=1.0 / len(self.members))
 
-    def _prepare_trees(self) -> None:
+    def _prepare_trees(self, member: Any, weight: float) -> None:
         from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
 
-        est = self.estimator
-        self._known_cats, self._f_idx_map = est._bin_mapper.make_known_categories_bitsets()
+        est = member.named_steps["model"]
+        known_cats, f_idx_map = est._bin_mapper.make_known_categories_bitsets()
         n_groups = len(self.names)
         for per_class in est._predictors:
             predictor = per_class[0]  # binary classification: one tree per iteration
@@ -341,22 +448,28 @@ class Explainer:
                 for child in (nodes["left"][i], nodes["right"][i]):
                     table[child] = table[i]
                     table[child, group] += expected[child] - expected[i]
+            if weight != 1.0:
+                table *= weight  # the ensemble's mean of the members' raw scores
             leaf_ids = nodes.copy()
             leaf_ids["value"] = np.arange(len(nodes), dtype=float)
             finder = TreePredictor(
                 leaf_ids, predictor.binned_left_cat_bitsets, predictor.raw_left_cat_bitsets
             )
-            self._trees.append((finder, table))
+            self._trees.append((member.named_steps["preprocess"], finder, table, known_cats, f_idx_map))
 
     def contributions(self, x: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
         if self.kind == "linear":
-            return linear_contributions(self.pipeline, x, self.spec)
+            return linear_contributions(self.members, x, self.spec)
         if self.kind == "none":
             return np.empty((len(x), 0)), []
-        z = np.ascontiguousarray(self.pipeline.named_steps["preprocess"].transform(x), dtype=np.float64)
+        transformed: dict[int, np.ndarray] = {}  # members sharing a preprocess transform once
         total = np.zeros((len(x), len(self.names)), dtype=np.float64)
-        for finder, table in self._trees:
-            leaves = finder.predict(z, self._known_cats, self._f_idx_map, 1).astype(np.int64)
+        for preprocess, finder, table, known_cats, f_idx_map in self._trees:
+            z = transformed.get(id(preprocess))
+            if z is None:
+                z = np.ascontiguousarray(preprocess.transform(x), dtype=np.float64)
+                transformed[id(preprocess)] = z
+            leaves = finder.predict(z, known_cats, f_idx_map, 1).astype(np.int64)
             total += table[leaves]
         return total, self.names
 

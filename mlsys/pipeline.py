@@ -139,7 +139,10 @@ def train_challenger(
 
     settings = settings or Settings.from_env()
     config = ModelConfig(
-        estimator=estimator or settings.estimator, use_smote=use_smote, calibration=settings.calibration
+        estimator=estimator or settings.estimator,
+        use_smote=use_smote,
+        calibration=settings.calibration,
+        calibration_folds=settings.calibration_folds,
     )
     result = train(as_of, settings, config, do_tune=tune, trigger=trigger)
     if str(result.version).isdigit():

@@ -63,6 +63,9 @@ class Settings:
     # calibration): "isotonic", "sigmoid", or "auto" (whichever has the lower cross-validated
     # log-loss on the calibration data, per model).
     calibration: str = "isotonic"
+    # 0: calibrate on the split's calibration rows. k >= 2: cross-fitted calibration, k models
+    # each calibrated on the fold it did not fit, averaged (ModelConfig.calibration_folds).
+    calibration_folds: int = 0
     experiment_name: str = "lead_scoring"
     horizon_days: int = 30
     snapshot_weeks: int = 12
@@ -149,6 +152,7 @@ class Settings:
             estimator=_env("MLSYS_ESTIMATOR", "logreg"),
             training_split=_env("MLSYS_SPLIT", "time"),
             calibration=_env("MLSYS_CALIBRATION", "isotonic"),
+            calibration_folds=_env_int("MLSYS_CALIBRATION_FOLDS", 0),
             experiment_name=_env("MLSYS_EXPERIMENT", "lead_scoring"),
             horizon_days=_env_int("MLSYS_HORIZON_DAYS", 30),
             snapshot_weeks=_env_int("MLSYS_SNAPSHOT_WEEKS", 12),

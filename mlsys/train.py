@@ -29,12 +29,15 @@ from mlsys.model import (
     ModelConfig,
     SmotePlan,
     TrainingDataError,
+    base_pipeline,
     build_pipeline,
     calibrate,
+    fit_cross_fitted,
     linear_contributions,
     plan_smote,
     prepare_frame,
     reason_spec,
+    uncalibrated_proba,
 )
 from mlsys.settings import REPO_ROOT, Settings
 
@@ -278,10 +281,20 @@ def train(
             "the calibration or holdout snapshot has a single class; need more leads or history"
         )
 
-    pipeline = build_pipeline(numeric, categorical, config, smote)
-    pipeline.fit(x_train, y_train)
-    raw_hold = pipeline.predict_proba(x_hold)[:, 1]
-    model = calibrate(pipeline, x_calib, y_calib, config.calibration, config.random_state)
+    if config.calibration_folds:
+        # Cross-fitted: the calibration rows are fitted on too, each by the members that did
+        # not calibrate on them (folds keep a lead's snapshots together).
+        x_train = pd.concat([x_train, x_calib], ignore_index=True)
+        y_train = np.concatenate([y_train, y_calib])
+        leads = np.concatenate([splits.train["lead_id"].to_numpy(), splits.calibration["lead_id"].to_numpy()])
+        smote = plan_smote(y_train, config.use_smote)
+        model = fit_cross_fitted(numeric, categorical, config, smote, x_train, y_train, leads)
+        pipeline = base_pipeline(model)
+    else:
+        pipeline = build_pipeline(numeric, categorical, config, smote)
+        pipeline.fit(x_train, y_train)
+        model = calibrate(pipeline, x_calib, y_calib, config.calibration, config.random_state)
+    raw_hold = uncalibrated_proba(model, x_hold)
     p_hold = model.predict_proba(x_hold)[:, 1]
 
     scores = classification_metrics(y_hold, p_hold)
@@ -311,10 +324,15 @@ def train(
         "snapshot_weeks": settings.snapshot_weeks,
         "split": settings.training_split,
         "train_dates": f"{splits.train_dates[0]}..{splits.train_dates[-1]}",
-        "calibration_date": splits.calibration_date,
+        "calibration_date": (
+            f"cross-fitted: {config.calibration_folds} folds of the training rows"
+            if config.calibration_folds
+            else splits.calibration_date
+        ),
         "holdout_date": splits.holdout_date,
-        "rows_train": len(splits.train),
-        "rows_calibration": len(splits.calibration),
+        "rows_train": len(x_train),
+        # Cross-fitted: every training row also calibrates (the members that did not fit it).
+        "rows_calibration": len(x_train) if config.calibration_folds else len(splits.calibration),
         "rows_holdout": len(splits.holdout),
         "features_numeric": ",".join(numeric),
         "features_categorical": ",".join(categorical),

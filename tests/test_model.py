@@ -15,11 +15,14 @@ from mlsys.model import (
     build_pipeline,
     calibrate,
     choose_calibration,
+    fit_cross_fitted,
     linear_contributions,
+    member_pipelines,
     plan_smote,
     prepare_frame,
     reason_spec,
     top_reasons,
+    uncalibrated_proba,
 )
 from mlsys.train import decide_promotion
 
@@ -119,6 +122,60 @@ def test_auto_calibration_picks_the_lower_held_out_log_loss() -> None:
     assert ModelConfig(calibration="auto").calibration == "auto"
     with pytest.raises(ValueError, match="calibration"):
         ModelConfig(calibration="beta")
+
+
+def test_cross_fitted_calibration_uses_every_row_and_averages_its_members() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    x, y = frame(4000, 0.06, seed=1)
+    xh, yh = frame(4000, 0.06, seed=3)
+    prep = lambda d: prepare_frame(d, NUMERIC, CATEGORICAL)  # noqa: E731
+    config = ModelConfig(calibration="auto", calibration_folds=4)
+    model = fit_cross_fitted(NUMERIC, CATEGORICAL, config, plan_smote(y, True), prep(x), y)
+    members = member_pipelines(model)
+    assert len(members) == 4 and model.method == "sigmoid"  # logistic truth: see the test above
+    # One preprocessing, fitted on all the rows (it learns no labels), shared by the members.
+    assert all(m.named_steps["preprocess"] is members[0].named_steps["preprocess"] for m in members)
+    scaler = members[0].named_steps["preprocess"].named_transformers_["num"][-1]
+    alone = build_pipeline(NUMERIC, CATEGORICAL, config, plan_smote(y, False)).named_steps["preprocess"]
+    np.testing.assert_allclose(scaler.mean_, alone.fit(prep(x)).named_transformers_["num"][-1].mean_)
+    # Each member's classifier saw a different 3/4 of the rows.
+    coefs = [m.named_steps["model"].coef_.ravel() for m in members]
+    assert all(not np.allclose(coefs[0], c) for c in coefs[1:])
+    p = model.predict_proba(prep(xh))[:, 1]
+    raw = uncalibrated_proba(model, prep(xh))
+    np.testing.assert_allclose(raw, np.mean([m.predict_proba(prep(xh))[:, 1] for m in members], axis=0))
+    assert expected_calibration_error(yh, p) < expected_calibration_error(yh, raw) / 3
+    assert roc_auc_score(yh, p) > 0.8
+
+
+def test_cross_fitted_linear_reasons_decompose_the_members_mean_logit() -> None:
+    x, y = frame(3000, 0.1, seed=4)
+    xp = prepare_frame(x, NUMERIC, CATEGORICAL)
+    config = ModelConfig(use_smote=False, calibration="sigmoid", calibration_folds=3)
+    model = fit_cross_fitted(NUMERIC, CATEGORICAL, config, plan_smote(y, False), xp, y)
+    members = member_pipelines(model)
+    spec = reason_spec(members[0], xp, NUMERIC + CATEGORICAL)
+    contributions, names = linear_contributions(model, xp.head(50), spec)
+    assert sorted(names) == sorted(NUMERIC + CATEGORICAL)
+    mean_logit = np.mean([m.decision_function(xp.head(50)) for m in members], axis=0)
+    residual = mean_logit - contributions.sum(axis=1)
+    assert np.ptp(residual) < 1e-9, "contributions must sum to the mean logit up to a constant"
+
+
+def test_cross_fitted_folds_keep_a_lead_together_and_need_enough_rows() -> None:
+    from mlsys.model import _folds
+
+    y = np.array([0, 1] * 60)
+    leads = np.repeat(np.arange(40), 3)  # each lead in three weekly snapshots
+    held_out = np.concatenate([rows for _, rows in _folds(y, leads, 4, 42)])
+    assert np.array_equal(np.sort(held_out), np.arange(len(y))), "each row held out exactly once"
+    for fit_rows, rows in _folds(y, leads, 4, 42):
+        assert not set(leads[fit_rows]) & set(leads[rows])
+    with pytest.raises(TrainingDataError, match="MLSYS_CALIBRATION_FOLDS"):
+        _folds(np.array([1, 1, 0, 0, 0, 0]), None, 3, 42)
+    with pytest.raises(ValueError, match="calibration_folds"):
+        ModelConfig(calibration_folds=1)
 
 
 @pytest.mark.parametrize(

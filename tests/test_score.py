@@ -152,6 +152,51 @@ def test_auto_calibrated_tree_champion_scores_split_and_explains(published: Path
         assert any(reasons)
 
 
+def test_cross_fitted_tree_champion_scores_split_and_explains(published: Path, settings: Settings) -> None:
+    """MLSYS_CALIBRATION_FOLDS: k tree models sharing one preprocessing. The champion's split
+    scoring must take them (one transform per batch) and equal the nightly computation; the
+    reasons must decompose the members' mean logit."""
+    from mlsys.catalog import load_catalog
+    from mlsys.champion import Champion, model_frame
+    from mlsys.model import (
+        Explainer,
+        ModelConfig,
+        fit_cross_fitted,
+        member_pipelines,
+        plan_smote,
+        prepare_frame,
+        reason_spec,
+    )
+    from mlsys.train import load_splits
+
+    catalog = load_catalog("training_snapshots", settings)
+    splits = load_splits(settings.training_snapshots_path(AS_OF), catalog, seed=0)
+    num, cat = list(catalog.numeric), list(catalog.categorical)
+    x = prepare_frame(splits.train, num, cat)
+    y = splits.train["label"].to_numpy()
+    config = ModelConfig(estimator="hgb", hgb_max_iter=20, calibration="sigmoid", calibration_folds=3)
+    model = fit_cross_fitted(num, cat, config, plan_smote(y, True), x, y, splits.train["lead_id"].to_numpy())
+    members = member_pipelines(model)
+    assert len(members) == 3
+    spec = reason_spec(members[0], x, num + cat)
+    metadata = {
+        "features": {"numeric": num, "categorical": cat},
+        "score_bands": {"A": 0.9, "B": 0.5, "C": 0.1},
+        "reasons": spec.to_dict(),
+    }
+    champion = Champion(registry.LoadedModel(model, "test", "1", metadata, None))
+    assert champion.split_scoring
+    table = pq.read_table(settings.lead_features_path(AS_OF)).slice(0, 300)
+    p, reasons, _ = champion.predict(table)
+    frame = model_frame(table, num, cat)
+    assert np.array_equal(p, model.predict_proba(frame)[:, 1])
+    assert champion.explainer is not None and reasons == champion.explainer.top_reasons(frame)
+    assert any(reasons)
+    contributions, _ = Explainer(model, spec).contributions(frame)
+    mean_logit = np.mean([m.decision_function(frame) for m in members], axis=0)
+    assert np.ptp(mean_logit - contributions.sum(axis=1)) < 1e-9
+
+
 def test_missing_features_say_what_to_run(published: Path, settings: Settings) -> None:
     with pytest.raises(score.FeaturesMissingError, match="mlsys features --as-of 2020-01-01"):
         score.plan(date(2020, 1, 1), settings)
