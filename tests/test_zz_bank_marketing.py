@@ -20,7 +20,9 @@ import pytest
 
 from mlsys import features, pipeline, registry, validation
 from mlsys.catalog import load_catalog
+from mlsys.champion import Champion
 from mlsys.demo import run_dag
+from mlsys.model import member_pipelines
 from mlsys.settings import REPO_ROOT, Settings
 
 pytestmark = pytest.mark.slow
@@ -128,6 +130,12 @@ def test_bank_flow_gate_retrain_score(bank_published: Path, bank: Settings) -> N
     assert params["split"] == "random"  # MLSYS_SPLIT of the env file
     assert params["model.calibration"] == "auto"  # MLSYS_CALIBRATION of the env file
     assert params["calibration_method"] in {"isotonic", "sigmoid"}
+    # MLSYS_CALIBRATION_FOLDS of the env file: the published champion averages 5 cross-fitted
+    # members, and the nightly partition came through the one-transform split scoring.
+    assert params["model.calibration_folds"] == "5"
+    loaded = registry.load_version(bank, str(champion.version))
+    assert len(member_pipelines(loaded.model)) == 5
+    assert Champion(loaded).split_scoring
     assert params["smote_applied"] == "True" and float(params["imbalance_ratio"]) > 2
     assert 0.0 <= run.data.metrics["roc_auc"] <= 1.0
     info = mlflow.models.get_model_info(f"models:/{bank.model_name}/{champion.version}")
