@@ -43,6 +43,11 @@ MODEL = Asset("mlsys://models/lead_scoring")
         "force": Param(False, type="boolean", description="Train even without drift"),
         "tune": Param(False, type="boolean", description="Randomized hyper-parameter search"),
         "use_smote": Param(True, type="boolean", description="SMOTE when negatives/positives > 2"),
+        "class_weights": Param(
+            False,
+            type="boolean",
+            description="Weight classes by inverse frequency (usually with use_smote off)",
+        ),
         # The deployment's default classifier (MLSYS_ESTIMATOR, e.g. in a source's env file).
         "estimator": Param(
             os.environ.get("MLSYS_ESTIMATOR", "").strip() or "logreg",
@@ -68,7 +73,7 @@ def retrain() -> None:
 
         quiet_logs()
         try:
-            check_conf_keys(context, {"force", "tune", "use_smote", "estimator", "as_of"})
+            check_conf_keys(context, {"force", "tune", "use_smote", "class_weights", "estimator", "as_of"})
             return pipeline.gate_raw(as_of_from_context(context), training=True)
         except ConfError as exc:
             raise AirflowFailException(str(exc)) from None
@@ -133,6 +138,7 @@ def retrain() -> None:
             date.fromisoformat(built["as_of"]),
             tune=bool_param(params, "tune", False),  # type: ignore[arg-type]
             use_smote=bool_param(params, "use_smote", True),  # type: ignore[arg-type]
+            class_weights=bool_param(params, "class_weights", False),  # type: ignore[arg-type]
             estimator=str(params.get("estimator") or "") or None,  # type: ignore[attr-defined]
             trigger="schedule" if decision["reason"].startswith("weekly") else "manual",
         )

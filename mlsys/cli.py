@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true", help="train even without drift")
     t.add_argument("--no-smote", action="store_true")
     t.add_argument(
+        "--class-weights", action="store_true", help="weight classes by inverse frequency (with --no-smote)"
+    )
+    t.add_argument(
         "--estimator", choices=["logreg", "hgb"], default=None, help="default: MLSYS_ESTIMATOR or logreg"
     )
     return parser
@@ -208,6 +211,7 @@ def _run(args: argparse.Namespace) -> int:
             settings=settings,
             tune=args.tune,
             use_smote=not args.no_smote,
+            class_weights=args.class_weights,
             estimator=args.estimator,
             trigger="cli",
         )

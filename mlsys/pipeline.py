@@ -130,10 +130,12 @@ def train_challenger(
     settings: Settings | None = None,
     tune: bool = False,
     use_smote: bool = True,
+    class_weights: bool = False,
     estimator: str | None = None,
     trigger: str = "manual",
 ) -> dict[str, Any]:
-    """``estimator`` None: the settings' (MLSYS_ESTIMATOR, default logreg)."""
+    """``estimator`` None: the settings' (MLSYS_ESTIMATOR, default logreg). ``class_weights``:
+    weight the classes by inverse frequency ("balanced")."""
     from mlsys.model import ModelConfig
     from mlsys.train import train
 
@@ -141,6 +143,7 @@ def train_challenger(
     config = ModelConfig(
         estimator=estimator or settings.estimator,
         use_smote=use_smote,
+        class_weight="balanced" if class_weights else None,
         calibration=settings.calibration,
         calibration_folds=settings.calibration_folds,
     )

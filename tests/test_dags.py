@@ -45,7 +45,7 @@ def test_schedules(dagbag) -> None:
 
 def test_retrain_params_are_typed(dagbag) -> None:
     params = dagbag.dags["retrain"].params
-    for name in ("force", "tune", "use_smote", "estimator"):
+    for name in ("force", "tune", "use_smote", "class_weights", "estimator"):
         assert name in params, name
     assert params.get_param("force").schema["type"] == "boolean"
     assert params.get_param("estimator").schema["enum"] == ["logreg", "hgb"]

@@ -45,7 +45,8 @@ def test_manual_retrain_without_drift_is_skipped(published: Path, settings: Sett
 def test_forced_tuned_retrain_registers_a_challenger(published: Path, settings: Settings) -> None:
     before = _versions(settings)
     old_champion = str(registry.alias_version(settings, registry.CHAMPION).version)
-    run_dag("retrain", AS_OF, {"force": True, "tune": True, "estimator": "logreg"})
+    conf = {"force": True, "tune": True, "estimator": "logreg", "use_smote": False, "class_weights": True}
+    run_dag("retrain", AS_OF, conf)
     after = _versions(settings)
     assert len(after) == len(before) + 1
     new = max(after, key=int)
@@ -56,6 +57,8 @@ def test_forced_tuned_retrain_registers_a_challenger(published: Path, settings: 
     assert champion == (new if decision == "promote" else old_champion)
     run = registry.client(settings).get_run(mv.run_id)
     assert float(run.data.params["model.logreg_c"]) in {0.01, 0.03, 0.1, 0.3, 1.0, 3.0}
+    assert run.data.params["model.class_weight"] == "balanced"  # the class_weights param
+    assert run.data.params["smote_applied"] == "False"
     assert "champion_roc_auc" in run.data.metrics  # compared on the same holdout
     assert {"ece", "ece_before_calibration", "lift_at_10pct", "log_loss"} <= set(run.data.metrics)
     artifacts = {a.path for a in registry.client(settings).list_artifacts(mv.run_id)}
