@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -123,7 +124,6 @@ def test_auto_calibrated_tree_champion_scores_split_and_explains(published: Path
     """MLSYS_CALIBRATION=auto may give a sigmoid-calibrated model: the split scoring of
     mlsys.champion must take it, and equal the nightly computation."""
     from mlsys.catalog import load_catalog
-    from mlsys.champion import Champion, model_frame
     from mlsys.model import ModelConfig, build_pipeline, calibrate, plan_smote, prepare_frame, reason_spec
     from mlsys.train import load_splits
 
@@ -137,19 +137,33 @@ def test_auto_calibrated_tree_champion_scores_split_and_explains(published: Path
     x_cal = prepare_frame(splits.calibration, num, cat)
     for method in ("sigmoid", "auto"):
         model = calibrate(pipeline, x_cal, splits.calibration["label"].to_numpy(), method)
-        metadata = {
-            "features": {"numeric": num, "categorical": cat},
-            "score_bands": {"A": 0.9, "B": 0.5, "C": 0.1},
-            "reasons": reason_spec(pipeline, x, num + cat).to_dict(),
-        }
-        champion = Champion(registry.LoadedModel(model, "test", "1", metadata, None))
-        assert champion.split_scoring, method
-        table = pq.read_table(settings.lead_features_path(AS_OF)).slice(0, 300)
-        p, reasons, _ = champion.predict(table)
-        frame = model_frame(table, num, cat)
-        assert np.array_equal(p, model.predict_proba(frame)[:, 1])
-        assert champion.explainer is not None and reasons == champion.explainer.top_reasons(frame)
-        assert any(reasons)
+        assert_split_scoring_is_the_nightly_computation(
+            model, reason_spec(pipeline, x, num + cat), num, cat, settings
+        )
+
+
+def assert_split_scoring_is_the_nightly_computation(
+    model: Any, spec: Any, num: list[str], cat: list[str], settings: Settings
+) -> Any:
+    """The champion built from ``model`` takes the split (one-transform) path, and its scores
+    and reasons on 300 leads equal ``predict_proba`` and the explainer on a pandas frame.
+    Returns that frame."""
+    from mlsys.champion import Champion, model_frame
+
+    metadata = {
+        "features": {"numeric": num, "categorical": cat},
+        "score_bands": {"A": 0.9, "B": 0.5, "C": 0.1},
+        "reasons": spec.to_dict(),
+    }
+    champion = Champion(registry.LoadedModel(model, "test", "1", metadata, None))
+    assert champion.split_scoring
+    table = pq.read_table(settings.lead_features_path(AS_OF)).slice(0, 300)
+    p, reasons, _ = champion.predict(table)
+    frame = model_frame(table, num, cat)
+    assert np.array_equal(p, model.predict_proba(frame)[:, 1])
+    assert champion.explainer is not None and reasons == champion.explainer.top_reasons(frame)
+    assert any(reasons)
+    return frame
 
 
 def test_cross_fitted_tree_champion_scores_split_and_explains(published: Path, settings: Settings) -> None:
@@ -157,7 +171,6 @@ def test_cross_fitted_tree_champion_scores_split_and_explains(published: Path, s
     scoring must take them (one transform per batch) and equal the nightly computation; the
     reasons must decompose the members' mean logit."""
     from mlsys.catalog import load_catalog
-    from mlsys.champion import Champion, model_frame
     from mlsys.model import (
         Explainer,
         ModelConfig,
@@ -179,19 +192,7 @@ def test_cross_fitted_tree_champion_scores_split_and_explains(published: Path, s
     members = member_pipelines(model)
     assert len(members) == 3
     spec = reason_spec(members[0], x, num + cat)
-    metadata = {
-        "features": {"numeric": num, "categorical": cat},
-        "score_bands": {"A": 0.9, "B": 0.5, "C": 0.1},
-        "reasons": spec.to_dict(),
-    }
-    champion = Champion(registry.LoadedModel(model, "test", "1", metadata, None))
-    assert champion.split_scoring
-    table = pq.read_table(settings.lead_features_path(AS_OF)).slice(0, 300)
-    p, reasons, _ = champion.predict(table)
-    frame = model_frame(table, num, cat)
-    assert np.array_equal(p, model.predict_proba(frame)[:, 1])
-    assert champion.explainer is not None and reasons == champion.explainer.top_reasons(frame)
-    assert any(reasons)
+    frame = assert_split_scoring_is_the_nightly_computation(model, spec, num, cat, settings)
     contributions, _ = Explainer(model, spec).contributions(frame)
     mean_logit = np.mean([m.decision_function(frame) for m in members], axis=0)
     assert np.ptp(mean_logit - contributions.sum(axis=1)) < 1e-9
