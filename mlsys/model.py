@@ -305,7 +305,7 @@ def linear_contributions(model: Any, x: pd.DataFrame, spec: ReasonSpec) -> tuple
     group = np.array([owners.index(g) for g in spec.groups])
     order = np.argsort(group, kind="stable")
     starts = np.searchsorted(group[order], np.arange(len(owners)))
-    total: np.ndarray | None = None
+    total = np.zeros((len(x), len(owners)), dtype=np.float64)
     for preprocess, coef in _by_preprocess(members, [np.asarray(c, dtype=float).ravel() for c in coefs]):
         z = np.asarray(preprocess.transform(x), dtype=float)
         # One permuted copy, then in-place arithmetic: batches are 100k rows x ~100 columns.
@@ -314,9 +314,7 @@ def linear_contributions(model: Any, x: pd.DataFrame, spec: ReasonSpec) -> tuple
         per_column = z[:, order]
         per_column -= np.asarray(spec.reference, dtype=float)[order]
         per_column *= coef[order]
-        part = np.add.reduceat(per_column, starts, axis=1)
-        total = part if total is None else total + part
-    assert total is not None
+        total += np.add.reduceat(per_column, starts, axis=1)
     return total / len(members), owners
 
 
