@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--activities-per-lead", type=float, default=30.0)
 
     for name, text in (
-        ("features", "dbt build of lead_features (and --training: training_snapshots)"),
+        ("features", "gated dbt build of lead_features (--training: training_snapshots)"),
         ("validate", "Great Expectations gate; exit 1 on a blocking failure"),
         ("score", "score every lead into the partition of --as-of"),
         ("drift", "drift of the features against the champion's training data"),
@@ -171,9 +171,15 @@ def _run(args: argparse.Namespace) -> int:
         print(result.summary())
         return 0
     if args.command == "features":
-        build = pipeline.build_training_features if args.training else pipeline.build_scoring_features
+        # As the DAGs do: raw tables gated, mart built staged, gated, then moved into place.
         pipeline.gate_raw(as_of, settings, training=args.training)
-        print(json.dumps(build(as_of, settings)))
+        if args.training:
+            built = pipeline.build_training_features(as_of, settings)
+            pipeline.gate_training(as_of, settings, raw=False)
+        else:
+            built = pipeline.build_scoring_features(as_of, settings)
+            pipeline.gate_scoring(as_of, settings, raw=False)
+        print(json.dumps(built))
         return 0
     if args.command == "validate":
         from mlsys import validation
@@ -224,7 +230,7 @@ def _run(args: argparse.Namespace) -> int:
         # were gated by `mlsys features` or the DAG that built them).
         from mlsys import score as scoring
 
-        if not settings.lead_features_path(as_of).exists():
+        if not settings.mart_path_to_gate("lead_features", as_of).exists():
             raise scoring.FeaturesMissingError(
                 f"no features for {as_of}: run `mlsys features --as-of {as_of}` first"
             )

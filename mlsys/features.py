@@ -182,19 +182,24 @@ def build(
     settings: Settings | None = None,
     *,
     selector: str = SCORING_SELECTOR,
+    staged: bool = False,
 ) -> FeatureBuildResult:
-    """``dbt build --select <selector>`` as of ``as_of``; raises FeatureBuildError on failure."""
+    """``dbt build --select <selector>`` as of ``as_of``; raises FeatureBuildError on failure.
+
+    ``staged``: the marts go to ``features/.staging/`` (`Settings.mart_path`), where the gate
+    validates them and `promote` moves them into place; the pipeline's builds do this.
+    """
     settings = settings or Settings.from_env()
     if not settings.raw_dir.is_dir():
         raise FeatureBuildError(
             f"no raw landing data under {settings.raw_dir}: run `mlsys generate` or land the "
             "CRM export there (DESIGN section 2)"
         )
-    marts = {
-        "lead_features": settings.lead_features_path(as_of),
-        "training_snapshots": settings.training_snapshots_path(as_of),
+    wanted = {
+        name: settings.mart_path(name, as_of, staged=staged)
+        for name in ("lead_features", "training_snapshots")
+        if name in selector
     }
-    wanted = {name: path for name, path in marts.items() if name in selector}
     for path in wanted.values():
         # DuckDB's COPY does not create folders.
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,6 +207,7 @@ def build(
         "as_of": as_of.isoformat(),
         "horizon_days": settings.horizon_days,
         "snapshot_weeks": settings.snapshot_weeks,
+        "stage_features": staged,
     }
     # cautious: a test runs only when all the models it reads are selected (the marts are
     # built separately by scoring and by retrain).
@@ -217,6 +223,10 @@ def build(
     )
     log.info("dbt %s", " ".join(args))
     with warehouse_lock(settings):
+        if staged:
+            for path in wanted.values():
+                # An earlier build's file that failed its gate: must not pass for this one's.
+                path.unlink(missing_ok=True)
         start = perf_counter()
         result = run_dbt(args, settings)
         seconds = perf_counter() - start
@@ -236,6 +246,8 @@ def build(
         for r in result.result.results
         if r.node.resource_type == "model"
     }
+    if staged:
+        wanted = {name: _staged_output(name, path, as_of, settings) for name, path in wanted.items()}
     rows = {name: _parquet_rows(path) for name, path in wanted.items()}
     model_rows = {**table_rows, **rows}
     run_results = settings.dbt_target_dir / "run_results.json"
@@ -252,6 +264,38 @@ def build(
     built = FeatureBuildResult(as_of, wanted, rows, seconds, timings, kept, model_rows)
     log.info(built.summary())
     return built
+
+
+def _staged_output(mart: str, staged: Path, as_of: date, settings: Settings) -> Path:
+    """The staged file dbt wrote; a project whose ``feature_location`` predates the
+    ``stage_features`` var wrote the final file instead, which is said loudly and used."""
+    if staged.exists():
+        return staged
+    final = settings.mart_path(mart, as_of)
+    if final.exists():
+        log.warning(
+            "the dbt project wrote %s in place, not to %s: its feature_location macro ignores "
+            "var('stage_features'), so these features are visible before the gate passes "
+            "(see sql/macros/as_of.sql)",
+            final,
+            staged.parent,
+        )
+        return final
+    raise FeatureBuildError(f"dbt reported success but wrote no {mart} file at {staged}")
+
+
+def promote(mart: str, as_of: date, settings: Settings) -> Path | None:
+    """Move a staged mart that passed its gate into place (one rename on the same file
+    system: readers see the old file or the new one, never part of one). None when nothing
+    was staged (the gate validated the file in place)."""
+    staged = settings.mart_path(mart, as_of, staged=True)
+    if not staged.exists():
+        return None
+    final = settings.mart_path(mart, as_of)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged, final)
+    log.info("%s of %s passed the gate: %s", mart, as_of, final)
+    return final
 
 
 def _table_rows(models: list[Any], settings: Settings) -> dict[str, int]:

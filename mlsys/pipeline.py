@@ -21,12 +21,14 @@ log = logging.getLogger(__name__)
 
 
 def build_scoring_features(as_of: date, settings: Settings | None = None) -> dict[str, Any]:
-    result = features.build(as_of, settings, selector=features.SCORING_SELECTOR)
+    """lead_features of ``as_of``, staged: `gate_scoring` moves it into place if it passes."""
+    result = features.build(as_of, settings, selector=features.SCORING_SELECTOR, staged=True)
     return {"as_of": as_of.isoformat(), "rows": result.rows, "seconds": round(result.seconds, 2)}
 
 
 def build_training_features(as_of: date, settings: Settings | None = None) -> dict[str, Any]:
-    result = features.build(as_of, settings, selector=features.TRAINING_SELECTOR)
+    """training_snapshots of ``as_of``, staged: `gate_training` moves it into place if it passes."""
+    result = features.build(as_of, settings, selector=features.TRAINING_SELECTOR, staged=True)
     return {"as_of": as_of.isoformat(), "rows": result.rows, "seconds": round(result.seconds, 2)}
 
 
@@ -54,7 +56,8 @@ def gate_scoring(as_of: date, settings: Settings | None = None, *, raw: bool = T
 
     settings = settings or Settings.from_env()
     out = gate_raw(as_of, settings) if raw else {}
-    return {**out, **validation.gate_all([validation.validate_lead_features(as_of, settings)])}
+    gated = _gate_mart("lead_features", as_of, settings, validation.validate_lead_features)
+    return {**out, **gated}
 
 
 def gate_training(as_of: date, settings: Settings | None = None, *, raw: bool = True) -> dict[str, Any]:
@@ -63,7 +66,31 @@ def gate_training(as_of: date, settings: Settings | None = None, *, raw: bool = 
 
     settings = settings or Settings.from_env()
     out = gate_raw(as_of, settings, training=True) if raw else {}
-    return {**out, **validation.gate_all([validation.validate_training_snapshots(as_of, settings)])}
+    gated = _gate_mart("training_snapshots", as_of, settings, validation.validate_training_snapshots)
+    return {**out, **gated}
+
+
+def _gate_mart(mart: str, as_of: date, settings: Settings, validate: Any) -> dict[str, Any]:
+    """Validate the mart (a staged build if there is one) and move a staged file that passes
+    into place. One that fails stays staged, for a look; the file in place, the one the last
+    passing build made and a published night may have been scored from, is untouched."""
+    from mlsys import validation
+
+    try:
+        out = validation.gate_all([validate(as_of, settings)])
+    except validation.DataValidationError:
+        staged = settings.mart_path(mart, as_of, staged=True)
+        if staged.exists():
+            log.error(
+                "%s of %s failed the gate: the new build stays at %s; %s is unchanged",
+                mart,
+                as_of,
+                staged,
+                settings.mart_path(mart, as_of),
+            )
+        raise
+    features.promote(mart, as_of, settings)
+    return out
 
 
 @dataclass

@@ -123,10 +123,21 @@ class Settings:
         return self.data_dir / "scored_leads.duckdb"
 
     def lead_features_path(self, as_of: date) -> Path:
-        return self.features_dir / "lead_features" / f"{as_of.isoformat()}.parquet"
+        return self.mart_path("lead_features", as_of)
 
     def training_snapshots_path(self, as_of: date) -> Path:
-        return self.features_dir / "training_snapshots" / f"{as_of.isoformat()}.parquet"
+        return self.mart_path("training_snapshots", as_of)
+
+    def mart_path(self, mart: str, as_of: date, *, staged: bool = False) -> Path:
+        """A mart's file for ``as_of``; ``staged``: where a build puts it until its gate passes
+        (dbt var ``stage_features``, macro ``feature_location``)."""
+        folder = self.features_dir / ".staging" if staged else self.features_dir
+        return folder / mart / f"{as_of.isoformat()}.parquet"
+
+    def mart_path_to_gate(self, mart: str, as_of: date) -> Path:
+        """What the gate validates: a staged build waiting for it, else the file in place."""
+        staged = self.mart_path(mart, as_of, staged=True)
+        return staged if staged.exists() else self.mart_path(mart, as_of)
 
     def partition_dir(self, score_date: date) -> Path:
         return self.scored_dir / f"score_date={score_date.isoformat()}"

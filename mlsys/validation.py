@@ -814,14 +814,15 @@ def validate_parquet(
 
 def validate_lead_features(as_of: date, settings: Settings | None = None) -> ValidationReport:
     settings = settings or Settings.from_env()
-    return validate_parquet(LEAD_FEATURES, settings.lead_features_path(as_of), settings, as_of=as_of)
+    # A staged build waiting for this gate (features.build(staged=True)), else the file in place.
+    path = settings.mart_path_to_gate(LEAD_FEATURES, as_of)
+    return validate_parquet(LEAD_FEATURES, path, settings, as_of=as_of)
 
 
 def validate_training_snapshots(as_of: date, settings: Settings | None = None) -> ValidationReport:
     settings = settings or Settings.from_env()
-    return validate_parquet(
-        TRAINING_SNAPSHOTS, settings.training_snapshots_path(as_of), settings, as_of=as_of
-    )
+    path = settings.mart_path_to_gate(TRAINING_SNAPSHOTS, as_of)
+    return validate_parquet(TRAINING_SNAPSHOTS, path, settings, as_of=as_of)
 
 
 def validate_raw(

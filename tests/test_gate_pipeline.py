@@ -231,6 +231,34 @@ def test_bad_input_stops_the_run_at_the_gate_and_changes_nothing(
     assert fingerprint(home) == before
 
 
+def test_features_that_fail_their_gate_never_replace_the_gated_ones(gate_home: Settings) -> None:
+    """A re-run of a published night whose new lead_features fail the gate (here a build that
+    wrote negative counts, as a bug in the SQL would): the gated file of that night stays in
+    place, so on-demand lookups keep agreeing with the published partition; the rejected
+    build waits in features/.staging/ for a look, and a good re-run moves in over it.
+    (Not the `home` fixture: the rebuilds change the warehouse, which that fixture forbids.)"""
+    home = gate_home
+    before = fingerprint(home)
+    final = home.lead_features_path(AS_OF)
+    staged = home.mart_path("lead_features", AS_OF, staged=True)
+    pipeline.gate_raw(AS_OF, home)
+    pipeline.build_scoring_features(AS_OF, home)
+    assert staged.is_file() and _sha256(final) == before["lead_features"], "built, not yet in place"
+    _rewrite(staged, "SELECT * REPLACE (-1 AS n_activities_total) FROM {src}")
+    with pytest.raises(DataValidationError) as excinfo:
+        pipeline.gate_scoring(AS_OF, home, raw=False)
+    assert_stopped_at_the_gate(
+        excinfo.value, "lead_features", "expect_column_values_to_be_between", "n_activities_total", "[-1]"
+    )
+    after = fingerprint(home)
+    assert {**after, "warehouse": None} == {**before, "warehouse": None}  # dbt did rebuild its tables
+    assert staged.is_file()
+    pipeline.build_scoring_features(AS_OF, home)
+    pipeline.gate_scoring(AS_OF, home, raw=False)
+    assert not staged.exists() and final.is_file()
+    assert duckdb.sql(f"select min(n_activities_total) from read_parquet('{final}')").fetchall()[0][0] >= 0
+
+
 def _dag_run_states(dag_id: str, conf: dict[str, Any] | None = None) -> tuple[str, dict[str, str]]:
     """Run a DAG with dag.test() and return the run's state and each task's state."""
     from airflow.dag_processing.dagbag import DagBag

@@ -79,6 +79,7 @@ def test_bad_conf_is_refused_at_trigger_time(published: Path, settings: Settings
 def test_realized_performance_of_a_past_night(published: Path, settings: Settings) -> None:
     past = date(2026, 4, 1)
     pipeline.build_scoring_features(past, settings)
+    pipeline.gate_scoring(past, settings, raw=False)  # moves the staged features into place
     pipeline.score_and_publish(past, run_id="past-night", settings=settings)
     realized = drift.realized_performance(AS_OF, settings)
     assert realized is not None and realized.score_date == past

@@ -564,7 +564,7 @@ def test_dockerfile_rules() -> None:
     assert f"PATH={venv.group(1)}/bin:" in runtime_env
     # The image carries the app folders.
     targets = {args.split()[-1] for instruction, args in runtime if instruction == "COPY"}
-    for folder in ("dags", "plugins", "sql", "great_expectations"):
+    for folder in ("dags", "plugins", "sql", "great_expectations", "sources"):
         assert f"/opt/mlsys/{folder}" in targets, folder
     # Non-root, numeric, in the final stage, before the process starts.
     users = [args for instruction, args in runtime if instruction == "USER"]

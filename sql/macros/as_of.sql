@@ -10,7 +10,10 @@
 
 {#- Where a mart is exported: one Parquet file per as_of under $MLSYS_DATA_DIR/features/<mart>/.
     Deliberately not a Hive `as_of=<date>/` folder: DuckDB's hive-partition detection would
-    overwrite the `as_of` column of every row (training snapshots have many) with the folder's. -#}
+    overwrite the `as_of` column of every row (training snapshots have many) with the folder's.
+    With var('stage_features') true (mlsys's nightly and retrain builds) the file goes to
+    features/.staging/<mart>/ instead, and the gate moves it into place only when it passes:
+    a build that fails its gate never replaces the features a published night was scored from. -#}
 {% macro feature_location(mart) -%}
-    {{ env_var('MLSYS_DATA_DIR', '../var/data') }}/features/{{ mart }}/{{ var('as_of') }}.parquet
+    {{ env_var('MLSYS_DATA_DIR', '../var/data') }}/features/{{ '.staging/' if var('stage_features', false) }}{{ mart }}/{{ var('as_of') }}.parquet
 {%- endmacro %}

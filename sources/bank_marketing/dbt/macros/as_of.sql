@@ -7,8 +7,12 @@
     date '{{ raw }}'
 {%- endmacro %}
 
-{#- Where a mart is exported: $MLSYS_DATA_DIR/features/<mart>/<as_of>.parquet, the paths the
-    pipeline reads (mlsys.settings). -#}
+{#- Where a mart is exported: one Parquet file per as_of under $MLSYS_DATA_DIR/features/<mart>/.
+    Deliberately not a Hive `as_of=<date>/` folder: DuckDB's hive-partition detection would
+    overwrite the `as_of` column of every row (training snapshots have many) with the folder's.
+    With var('stage_features') true (mlsys's nightly and retrain builds) the file goes to
+    features/.staging/<mart>/ instead, and the gate moves it into place only when it passes:
+    a build that fails its gate never replaces the features a published night was scored from. -#}
 {% macro feature_location(mart) -%}
-    {{ env_var('MLSYS_DATA_DIR', '../../../var/bank_marketing/data') }}/features/{{ mart }}/{{ var('as_of') }}.parquet
+    {{ env_var('MLSYS_DATA_DIR', '../../../var/bank_marketing/data') }}/features/{{ '.staging/' if var('stage_features', false) }}{{ mart }}/{{ var('as_of') }}.parquet
 {%- endmacro %}
