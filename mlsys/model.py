@@ -52,8 +52,8 @@ class ModelConfig:
             raise ValueError(f"class_weight must be None or 'balanced', got {self.class_weight!r}")
         if self.calibration_folds == 1 or self.calibration_folds < 0:
             raise ValueError(
-                f"calibration_folds must be 0 (a separate calibration set) or at least 2, "
-                f"got {self.calibration_folds}"
+                "calibration_folds (MLSYS_CALIBRATION_FOLDS) must be 0 (a separate calibration "
+                f"set) or at least 2, got {self.calibration_folds}"
             )
 
 

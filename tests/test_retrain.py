@@ -111,3 +111,33 @@ def test_the_training_summary_names_the_registered_model() -> None:
     )
     assert result.summary().startswith("bank_marketing version 3 (run run-1): ROC AUC 0.800")
     assert "promoted to champion: first model" in result.summary()
+
+
+def test_cross_fitted_retrain_on_the_weekly_split(
+    isolated_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLSYS_CALIBRATION_FOLDS on the synthetic source's weekly split, where a lead is in
+    several snapshots: the pipeline trains, logs the scheme and registers k members that
+    share one preprocessing (folds grouped by lead: tests/test_model.py)."""
+    from mlsys.model import member_pipelines
+
+    monkeypatch.setenv("MLSYS_CALIBRATION_FOLDS", "3")
+    settings = Settings.from_env()
+    assert settings.calibration_folds == 3
+    pipeline.gate_raw(AS_OF, settings, training=True)
+    pipeline.build_training_features(AS_OF, settings)
+    pipeline.gate_training(AS_OF, settings, raw=False)
+    out = pipeline.train_challenger(AS_OF, settings=settings)
+    assert out["promoted"] and 0.5 < out["roc_auc"] <= 1.0
+    run = registry.client(settings).get_run(out["run_id"])
+    params = run.data.params
+    assert params["model.calibration_folds"] == "3"
+    assert params["calibration_date"] == "cross-fitted: 3 folds of the training rows"
+    assert params["rows_calibration"] == params["rows_train"]
+    model = registry.load_version(settings, out["version"]).model
+    members = member_pipelines(model)
+    assert len(members) == 3
+    assert len({id(m.named_steps["preprocess"]) for m in members}) == 1
+    monkeypatch.setenv("MLSYS_CALIBRATION_FOLDS", "1")
+    with pytest.raises(ValueError, match="calibration_folds"):
+        pipeline.train_challenger(AS_OF, settings=Settings.from_env())
