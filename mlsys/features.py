@@ -208,6 +208,7 @@ def build(
         "horizon_days": settings.horizon_days,
         "snapshot_weeks": settings.snapshot_weeks,
         "stage_features": staged,
+        "activity_partitions": activity_partitions(settings),
     }
     # cautious: a test runs only when all the models it reads are selected (the marts are
     # built separately by scoring and by retrain).
@@ -264,6 +265,30 @@ def build(
     built = FeatureBuildResult(as_of, wanted, rows, seconds, timings, kept, model_rows)
     log.info(built.summary())
     return built
+
+
+# Activities per part when the scoring build splits the de-duplication by lead (measured,
+# 2 cores, 1.5 GB DuckDB limit: 30M activities gain nothing from splitting; 150M and 300M are
+# fastest in 8 parts, 16 is slower again: every part re-reads the files).
+ACTIVITIES_PER_PARTITION = 20_000_000
+MAX_ACTIVITY_PARTITIONS = 8
+
+
+def activity_partitions(settings: Settings) -> int:
+    """The dbt var activity_partitions: MLSYS_ACTIVITY_PARTITIONS, or from the row count in
+    the Parquet footers of the landed activities (no data is read)."""
+    if settings.activity_partitions > 0:
+        return settings.activity_partitions
+    files = sorted((settings.raw_dir / "activities").glob("*.parquet"))
+    if not files:
+        return 1
+    import pyarrow.parquet as pq
+
+    try:
+        rows = sum(pq.read_metadata(f).num_rows for f in files)
+    except Exception:  # noqa: BLE001 - an unreadable file is the gate's to report, not ours
+        return 1
+    return max(1, min(MAX_ACTIVITY_PARTITIONS, rows // ACTIVITIES_PER_PARTITION))
 
 
 def _staged_output(mart: str, staged: Path, as_of: date, settings: Settings) -> Path:

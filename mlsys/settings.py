@@ -67,6 +67,9 @@ class Settings:
     # each calibrated on the fold it did not fit, averaged (ModelConfig.calibration_folds).
     calibration_folds: int = 0
     experiment_name: str = "lead_scoring"
+    # Parts the scoring build splits the leads into for de-duplicating activities (dbt var
+    # activity_partitions); 0: from the landed row count (mlsys.features.activity_partitions).
+    activity_partitions: int = 0
     horizon_days: int = 30
     snapshot_weeks: int = 12
     score_batch_size: int = 100_000
@@ -165,6 +168,7 @@ class Settings:
             calibration=_env("MLSYS_CALIBRATION", "isotonic"),
             calibration_folds=_env_int("MLSYS_CALIBRATION_FOLDS", 0),
             experiment_name=_env("MLSYS_EXPERIMENT", "lead_scoring"),
+            activity_partitions=_env_int("MLSYS_ACTIVITY_PARTITIONS", 0),
             horizon_days=_env_int("MLSYS_HORIZON_DAYS", 30),
             snapshot_weeks=_env_int("MLSYS_SNAPSHOT_WEEKS", 12),
             score_batch_size=_env_int("MLSYS_SCORE_BATCH_SIZE", 100_000),

@@ -202,6 +202,43 @@ def test_duplicates_count_once_and_other_types_still_count(
     ).fetchall()[0][0]
     assert other == (leads_7, 0)
 
+    # The same build with the leads split into 3 parts for the de-duplication (what a CRM of
+    # over 60M activities gets): the same rows, duplicates and other types included.
+    whole = s.lead_features_path(AS_OF).with_name("whole.parquet")
+    shutil.copyfile(s.lead_features_path(AS_OF), whole)
+    assert features.activity_partitions(s) == 1  # 90k activities: one part
+    features.build(AS_OF, replace(s, activity_partitions=3), selector=features.SCORING_SELECTOR)
+    compiled = next(s.dbt_target_dir.glob("compiled/**/marts/lead_features.sql")).read_text()
+    assert "hash(cast(lead_id as bigint)) % 3 = 2" in compiled
+    split = s.lead_features_path(AS_OF)
+    differing = duckdb.sql(
+        f"""
+        select count(*) from (
+            (select * from read_parquet('{whole}') except all select * from read_parquet('{split}'))
+            union all
+            (select * from read_parquet('{split}') except all select * from read_parquet('{whole}'))
+        )
+        """
+    ).fetchall()[0][0]
+    assert differing == 0 and pq.read_metadata(split).num_rows == pq.read_metadata(whole).num_rows
+
+
+def test_activity_partitions_follow_the_landed_row_count(tmp_path: Path) -> None:
+    settings = replace(Settings.from_env(), data_dir=tmp_path)
+    assert features.activity_partitions(settings) == 1  # nothing landed
+    activities = tmp_path / "raw" / "activities"
+    activities.mkdir(parents=True)
+    duckdb.sql(
+        f"copy (select range as lead_id from range(1000)) to '{activities}/a.parquet' (format parquet)"
+    )
+    assert features.activity_partitions(settings) == 1
+    assert features.activity_partitions(replace(settings, activity_partitions=5)) == 5
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(features, "ACTIVITIES_PER_PARTITION", 300)
+        assert features.activity_partitions(settings) == 3  # 1000 rows // 300
+        mp.setattr(features, "ACTIVITIES_PER_PARTITION", 10)
+        assert features.activity_partitions(settings) == features.MAX_ACTIVITY_PARTITIONS
+
 
 def test_training_snapshots_follow_the_label_rules(isolated_settings: Settings) -> None:
     s = isolated_settings

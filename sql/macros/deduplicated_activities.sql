@@ -1,0 +1,54 @@
+{#- The typed, de-duplicated activities: the body of stg_activities (see there why).
+    With `partitions` > 1, only the leads whose hash(lead_id) % partitions = `partition`: the
+    filter sits inside each DISTINCT, so its hash table holds that share of the activities
+    (DuckDB does not push a filter on the view's output below the DISTINCTs). -#}
+{% macro deduplicated_activities(partition=none, partitions=1) -%}
+{%- if partition is none -%}
+    {%- set partition_filter = "" -%}
+{%- else -%}
+    {%- set partition_filter = "and hash(cast(lead_id as bigint)) % " ~ partitions ~ " = " ~ partition -%}
+{%- endif %}
+{%- set type_name = "lower(trim(cast(activity_type as varchar)))" %}
+
+with
+
+known_types as (
+    select distinct
+        cast(lead_id as bigint) as lead_id,
+        cast(occurred_at as timestamp) as occurred_at,
+        {{ activity_type_id(type_name) }} as activity_type_id
+    from {{ source('raw', 'activities') }}
+    where
+        lead_id is not null
+        and occurred_at is not null
+        and {{ activity_type_id(type_name) }} is not null
+        {{ partition_filter }}
+),
+
+other_types as (
+    select distinct
+        cast(lead_id as bigint) as lead_id,
+        cast(occurred_at as timestamp) as occurred_at,
+        {{ type_name }} as activity_type
+    from {{ source('raw', 'activities') }}
+    where
+        lead_id is not null
+        and occurred_at is not null
+        and {{ activity_type_id(type_name) }} is null
+        {{ partition_filter }}
+)
+
+select
+    lead_id,
+    occurred_at,
+    {{ activity_type_name('activity_type_id') }} as activity_type,
+    activity_type_id
+from known_types
+union all
+select
+    lead_id,
+    occurred_at,
+    activity_type,
+    null as activity_type_id
+from other_types
+{%- endmacro %}
