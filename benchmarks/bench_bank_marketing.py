@@ -68,30 +68,12 @@ def fit_and_score(
     fit: pd.DataFrame, cal: pd.DataFrame, test: pd.DataFrame, num: list[str], cat: list[str], config: object
 ) -> dict[str, float]:
     from mlsys.evaluate import classification_metrics, expected_calibration_error
-    from mlsys.model import (
-        build_pipeline,
-        calibrate,
-        fit_cross_fitted,
-        plan_smote,
-        prepare_frame,
-        uncalibrated_proba,
-    )
+    from mlsys.model import fit_calibrated, prepare_frame, uncalibrated_proba
 
     start = time.perf_counter()
-    method = config.calibration  # type: ignore[attr-defined]
-    if config.calibration_folds:  # type: ignore[attr-defined]
-        # As mlsys.train.train does: fit and calibration rows pooled, k members cross-fitted.
-        pooled = pd.concat([fit, cal], ignore_index=True)
-        y_pooled = pooled["label"].to_numpy()
-        smote = plan_smote(y_pooled, config.use_smote)  # type: ignore[attr-defined]
-        x_pooled = prepare_frame(pooled, num, cat)
-        model = fit_cross_fitted(num, cat, config, smote, x_pooled, y_pooled, pooled["lead_id"].to_numpy())  # type: ignore[arg-type]
-    else:
-        y_fit = fit["label"].to_numpy()
-        smote = plan_smote(y_fit, config.use_smote)  # type: ignore[attr-defined]
-        pipeline = build_pipeline(num, cat, config, smote)
-        pipeline.fit(prepare_frame(fit, num, cat), y_fit)
-        model = calibrate(pipeline, prepare_frame(cal, num, cat), cal["label"].to_numpy(), method)
+    # As mlsys.train.train fits: calibrated on `cal`, or cross-fitted on both pooled.
+    fitted = fit_calibrated(num, cat, config, fit, cal)  # type: ignore[arg-type]
+    model, smote = fitted.model, fitted.smote
     seconds = time.perf_counter() - start
     x_test, y_test = prepare_frame(test, num, cat), test["label"].to_numpy()
     scores = classification_metrics(y_test, model.predict_proba(x_test)[:, 1])

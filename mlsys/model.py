@@ -174,6 +174,42 @@ def choose_calibration(
     return ("sigmoid" if mean["sigmoid"] < mean["isotonic"] else "isotonic"), mean
 
 
+@dataclass(frozen=True)
+class FittedModel:
+    """What `fit_calibrated` returns: the published model, the SMOTE plan of its fit, and the
+    model-input rows its pipeline(s) were fitted on (the reasons' reference)."""
+
+    model: Any
+    smote: SmotePlan
+    x_fitted: pd.DataFrame
+
+
+def fit_calibrated(
+    numeric: list[str],
+    categorical: list[str],
+    config: ModelConfig,
+    train: pd.DataFrame,
+    calibration: pd.DataFrame,
+) -> FittedModel:
+    """The published model from a training and a calibration frame (``label``, ``lead_id`` and
+    the features): fitted on ``train`` and calibrated on ``calibration`` (`calibrate`), or with
+    ``config.calibration_folds`` cross-fitted on both pooled (`fit_cross_fitted`, a lead's
+    rows in one fold). `mlsys.train.train` and the benchmarks fit through this one path."""
+    if config.calibration_folds:
+        pooled = pd.concat([train, calibration], ignore_index=True)
+        x, y = prepare_frame(pooled, numeric, categorical), pooled["label"].to_numpy()
+        smote = plan_smote(y, config.use_smote)
+        model = fit_cross_fitted(numeric, categorical, config, smote, x, y, pooled["lead_id"].to_numpy())
+        return FittedModel(model, smote, x)
+    x, y = prepare_frame(train, numeric, categorical), train["label"].to_numpy()
+    smote = plan_smote(y, config.use_smote)
+    pipeline = build_pipeline(numeric, categorical, config, smote)
+    pipeline.fit(x, y)
+    x_calib, y_calib = prepare_frame(calibration, numeric, categorical), calibration["label"].to_numpy()
+    model = calibrate(pipeline, x_calib, y_calib, config.calibration, config.random_state)
+    return FittedModel(model, smote, x)
+
+
 def fit_cross_fitted(
     numeric: list[str],
     categorical: list[str],
@@ -408,8 +444,6 @@ class Explainer:
         self.spec = spec
         # A list: the member pipelines themselves (the champion's split scoring passes them).
         self.members = model if isinstance(model, list) else member_pipelines(model)
-        self.pipeline = self.members[0]
-        self.estimator = self.pipeline.named_steps["model"]
         self.names = sorted(set(spec.groups))
         index = {name: i for i, name in enumerate(self.names)}
         self.group_of_column = np.array([index[g] for g in spec.groups], dtype=np.int64)

@@ -56,8 +56,7 @@ def gate_scoring(as_of: date, settings: Settings | None = None, *, raw: bool = T
 
     settings = settings or Settings.from_env()
     out = gate_raw(as_of, settings) if raw else {}
-    gated = _gate_mart("lead_features", as_of, settings, validation.validate_lead_features)
-    return {**out, **gated}
+    return {**out, **_gate_mart(validation.LEAD_FEATURES, as_of, settings)}
 
 
 def gate_training(as_of: date, settings: Settings | None = None, *, raw: bool = True) -> dict[str, Any]:
@@ -66,18 +65,17 @@ def gate_training(as_of: date, settings: Settings | None = None, *, raw: bool = 
 
     settings = settings or Settings.from_env()
     out = gate_raw(as_of, settings, training=True) if raw else {}
-    gated = _gate_mart("training_snapshots", as_of, settings, validation.validate_training_snapshots)
-    return {**out, **gated}
+    return {**out, **_gate_mart(validation.TRAINING_SNAPSHOTS, as_of, settings)}
 
 
-def _gate_mart(mart: str, as_of: date, settings: Settings, validate: Any) -> dict[str, Any]:
+def _gate_mart(mart: str, as_of: date, settings: Settings) -> dict[str, Any]:
     """Validate the mart (a staged build if there is one) and move a staged file that passes
     into place. One that fails stays staged, for a look; the file in place, the one the last
     passing build made and a published night may have been scored from, is untouched."""
     from mlsys import validation
 
     try:
-        out = validation.gate_all([validate(as_of, settings)])
+        out = validation.gate_all([validation.validate_mart(mart, as_of, settings)])
     except validation.DataValidationError:
         staged = settings.mart_path(mart, as_of, staged=True)
         if staged.exists():

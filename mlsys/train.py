@@ -31,8 +31,7 @@ from mlsys.model import (
     TrainingDataError,
     base_pipeline,
     build_pipeline,
-    calibrate,
-    fit_cross_fitted,
+    fit_calibrated,
     linear_contributions,
     plan_smote,
     prepare_frame,
@@ -266,34 +265,19 @@ def train(
     splits = load_splits(
         settings.training_snapshots_path(as_of), catalog, config.random_state, settings.training_split
     )
-    y_train = splits.train["label"].to_numpy()
-    smote = plan_smote(y_train, config.use_smote)
     if do_tune:
-        config = tune(splits, catalog, config, smote)
+        config = tune(splits, catalog, config, plan_smote(splits.train["label"], config.use_smote))
 
-    x_train = prepare_frame(splits.train, numeric, categorical)
-    x_calib = prepare_frame(splits.calibration, numeric, categorical)
     x_hold = prepare_frame(splits.holdout, numeric, categorical)
-    y_calib = splits.calibration["label"].to_numpy()
     y_hold = splits.holdout["label"].to_numpy()
-    if len(np.unique(y_calib)) < 2 or len(np.unique(y_hold)) < 2:
+    if splits.calibration["label"].nunique() < 2 or len(np.unique(y_hold)) < 2:
         raise TrainingDataError(
             "the calibration or holdout snapshot has a single class; need more leads or history"
         )
 
-    if config.calibration_folds:
-        # Cross-fitted: the calibration rows are fitted on too, each by the members that did
-        # not calibrate on them (folds keep a lead's snapshots together).
-        x_train = pd.concat([x_train, x_calib], ignore_index=True)
-        y_train = np.concatenate([y_train, y_calib])
-        leads = np.concatenate([splits.train["lead_id"].to_numpy(), splits.calibration["lead_id"].to_numpy()])
-        smote = plan_smote(y_train, config.use_smote)
-        model = fit_cross_fitted(numeric, categorical, config, smote, x_train, y_train, leads)
-        pipeline = base_pipeline(model)
-    else:
-        pipeline = build_pipeline(numeric, categorical, config, smote)
-        pipeline.fit(x_train, y_train)
-        model = calibrate(pipeline, x_calib, y_calib, config.calibration, config.random_state)
+    fitted = fit_calibrated(numeric, categorical, config, splits.train, splits.calibration)
+    model, smote, x_train = fitted.model, fitted.smote, fitted.x_fitted
+    pipeline = base_pipeline(model)
     raw_hold = uncalibrated_proba(model, x_hold)
     p_hold = model.predict_proba(x_hold)[:, 1]
 

@@ -812,17 +812,19 @@ def validate_parquet(
     return report
 
 
-def validate_lead_features(as_of: date, settings: Settings | None = None) -> ValidationReport:
+def validate_mart(mart: str, as_of: date, settings: Settings | None = None) -> ValidationReport:
+    """A mart's file of ``as_of`` against the suite of the same name: a staged build waiting
+    for this gate (features.build(staged=True)), else the file in place."""
     settings = settings or Settings.from_env()
-    # A staged build waiting for this gate (features.build(staged=True)), else the file in place.
-    path = settings.mart_path_to_gate(LEAD_FEATURES, as_of)
-    return validate_parquet(LEAD_FEATURES, path, settings, as_of=as_of)
+    return validate_parquet(mart, settings.mart_path_to_gate(mart, as_of), settings, as_of=as_of)
+
+
+def validate_lead_features(as_of: date, settings: Settings | None = None) -> ValidationReport:
+    return validate_mart(LEAD_FEATURES, as_of, settings)
 
 
 def validate_training_snapshots(as_of: date, settings: Settings | None = None) -> ValidationReport:
-    settings = settings or Settings.from_env()
-    path = settings.mart_path_to_gate(TRAINING_SNAPSHOTS, as_of)
-    return validate_parquet(TRAINING_SNAPSHOTS, path, settings, as_of=as_of)
+    return validate_mart(TRAINING_SNAPSHOTS, as_of, settings)
 
 
 def validate_raw(

@@ -43,6 +43,10 @@ def frame(n: int, positive_rate: float, seed: int = 0) -> tuple[pd.DataFrame, np
     return df, y
 
 
+def prep(df: pd.DataFrame) -> pd.DataFrame:
+    return prepare_frame(df, NUMERIC, CATEGORICAL)
+
+
 def test_smote_off_when_ratio_at_most_two() -> None:
     y = np.array([1] * 40 + [0] * 80)  # ratio exactly 2
     plan = plan_smote(y, use_smote=True)
@@ -91,7 +95,6 @@ def test_calibration_fixes_smote_distortion() -> None:
     x, y = frame(4000, 0.06, seed=1)
     xc, yc = frame(4000, 0.06, seed=2)
     xh, yh = frame(4000, 0.06, seed=3)
-    prep = lambda d: prepare_frame(d, NUMERIC, CATEGORICAL)  # noqa: E731
     pipeline = build_pipeline(NUMERIC, CATEGORICAL, ModelConfig(), plan_smote(y, True))
     pipeline.fit(prep(x), y)
     raw = pipeline.predict_proba(prep(xh))[:, 1]
@@ -105,7 +108,6 @@ def test_auto_calibration_picks_the_lower_held_out_log_loss() -> None:
     x, y = frame(4000, 0.06, seed=1)
     xc, yc = frame(3000, 0.06, seed=2)
     xh, yh = frame(4000, 0.06, seed=3)
-    prep = lambda d: prepare_frame(d, NUMERIC, CATEGORICAL)  # noqa: E731
     pipeline = build_pipeline(NUMERIC, CATEGORICAL, ModelConfig(), plan_smote(y, True))
     pipeline.fit(prep(x), y)
     method, losses = choose_calibration(pipeline, prep(xc), yc)
@@ -129,7 +131,6 @@ def test_cross_fitted_calibration_uses_every_row_and_averages_its_members() -> N
 
     x, y = frame(4000, 0.06, seed=1)
     xh, yh = frame(4000, 0.06, seed=3)
-    prep = lambda d: prepare_frame(d, NUMERIC, CATEGORICAL)  # noqa: E731
     config = ModelConfig(calibration="auto", calibration_folds=4)
     model = fit_cross_fitted(NUMERIC, CATEGORICAL, config, plan_smote(y, True), prep(x), y)
     members = member_pipelines(model)

@@ -98,16 +98,23 @@ def test_nightly_scores_equal_the_pipelines_own_predictions(published: Path, set
     ]
 
 
-def test_tree_model_reasons_decompose_its_logit(published: Path, settings: Settings) -> None:
+def training_rows(settings: Settings) -> tuple[Any, list[str], list[str], Any, np.ndarray]:
+    """The session's training snapshots of AS_OF: (splits, numeric, categorical, model input
+    of the training rows, their labels)."""
     from mlsys.catalog import load_catalog
-    from mlsys.model import Explainer, ModelConfig, build_pipeline, plan_smote, prepare_frame, reason_spec
+    from mlsys.model import prepare_frame
     from mlsys.train import load_splits
 
     catalog = load_catalog("training_snapshots", settings)
     splits = load_splits(settings.training_snapshots_path(AS_OF), catalog, seed=0)
     num, cat = list(catalog.numeric), list(catalog.categorical)
-    x = prepare_frame(splits.train, num, cat)
-    y = splits.train["label"].to_numpy()
+    return splits, num, cat, prepare_frame(splits.train, num, cat), splits.train["label"].to_numpy()
+
+
+def test_tree_model_reasons_decompose_its_logit(published: Path, settings: Settings) -> None:
+    from mlsys.model import Explainer, ModelConfig, build_pipeline, plan_smote, reason_spec
+
+    _, num, cat, x, y = training_rows(settings)
     pipeline = build_pipeline(num, cat, ModelConfig(estimator="hgb", hgb_max_iter=30), plan_smote(y, False))
     pipeline.fit(x, y)
     explainer = Explainer(pipeline, reason_spec(pipeline, x, num + cat))
@@ -123,15 +130,9 @@ def test_tree_model_reasons_decompose_its_logit(published: Path, settings: Setti
 def test_auto_calibrated_tree_champion_scores_split_and_explains(published: Path, settings: Settings) -> None:
     """MLSYS_CALIBRATION=auto may give a sigmoid-calibrated model: the split scoring of
     mlsys.champion must take it, and equal the nightly computation."""
-    from mlsys.catalog import load_catalog
     from mlsys.model import ModelConfig, build_pipeline, calibrate, plan_smote, prepare_frame, reason_spec
-    from mlsys.train import load_splits
 
-    catalog = load_catalog("training_snapshots", settings)
-    splits = load_splits(settings.training_snapshots_path(AS_OF), catalog, seed=0)
-    num, cat = list(catalog.numeric), list(catalog.categorical)
-    x = prepare_frame(splits.train, num, cat)
-    y = splits.train["label"].to_numpy()
+    splits, num, cat, x, y = training_rows(settings)
     pipeline = build_pipeline(num, cat, ModelConfig(estimator="hgb", hgb_max_iter=30), plan_smote(y, True))
     pipeline.fit(x, y)
     x_cal = prepare_frame(splits.calibration, num, cat)
@@ -170,23 +171,16 @@ def test_cross_fitted_tree_champion_scores_split_and_explains(published: Path, s
     """MLSYS_CALIBRATION_FOLDS: k tree models sharing one preprocessing. The champion's split
     scoring must take them (one transform per batch) and equal the nightly computation; the
     reasons must decompose the members' mean logit."""
-    from mlsys.catalog import load_catalog
     from mlsys.model import (
         Explainer,
         ModelConfig,
         fit_cross_fitted,
         member_pipelines,
         plan_smote,
-        prepare_frame,
         reason_spec,
     )
-    from mlsys.train import load_splits
 
-    catalog = load_catalog("training_snapshots", settings)
-    splits = load_splits(settings.training_snapshots_path(AS_OF), catalog, seed=0)
-    num, cat = list(catalog.numeric), list(catalog.categorical)
-    x = prepare_frame(splits.train, num, cat)
-    y = splits.train["label"].to_numpy()
+    splits, num, cat, x, y = training_rows(settings)
     config = ModelConfig(estimator="hgb", hgb_max_iter=20, calibration="sigmoid", calibration_folds=3)
     model = fit_cross_fitted(num, cat, config, plan_smote(y, True), x, y, splits.train["lead_id"].to_numpy())
     members = member_pipelines(model)
