@@ -138,13 +138,17 @@ def write_airflow_cfg(settings: Settings, *, host: str | None = None, port: int 
 
 def airflow_environ(settings: Settings) -> dict[str, str]:
     """Write the home's airflow.cfg and return the environment that points a process at it:
-    AIRFLOW_HOME and the settings (a process that inherits them needs no [mlsys] lookup)."""
+    AIRFLOW_HOME and where the home's state is. The other MLSYS_* knobs come with the caller's
+    environment (a process with MLSYS_HOME reads its settings from the environment only)."""
     write_airflow_cfg(settings)
     return {
         "AIRFLOW_HOME": str(airflow_home(settings)),
         "GX_ANALYTICS_ENABLED": "false",
         "MLFLOW_DISABLE_TELEMETRY": "true",
-        **settings.environ(),
+        "MLSYS_HOME": str(settings.home),
+        "MLSYS_DATA_DIR": str(settings.data_dir),
+        "MLSYS_WAREHOUSE": str(settings.warehouse),
+        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
     }
 
 
