@@ -1,0 +1,242 @@
+"""The `airflow` CLI on the local instance, typed as docs/operating.md types it.
+
+A home laid out as a clone's after `make demo` (`var/` with the session's generated CRM, no
+model yet) runs the api-server, scheduler, dag-processor and triggerer the way `make airflow`
+starts them (`mlsys.local_airflow.LocalAirflow`, on a free port). Then, from a shell that has
+only the documented line (`export AIRFLOW_HOME=$PWD/var/airflow`) and no MLSYS_* variable:
+`airflow dags trigger retrain --conf '{"force": true}'` runs to success (a promotion: the
+home had no champion), `airflow dags test score_leads 2026-06-01` scores a night in the CLI's
+own process, `airflow backfill create` over three nights (one already scored) publishes three
+partitions, and the asset consumer `export_top_leads` exports each night after its publish.
+Bad conf is refused at trigger time. Each command string is asserted to appear verbatim in
+docs/operating.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pyarrow.parquet as pq
+import pytest
+
+from mlsys.local_airflow import LocalAirflow
+from mlsys.settings import REPO_ROOT, Settings
+from tests.live import free_port
+
+pytestmark = pytest.mark.slow
+
+OPERATING = REPO_ROOT / "docs" / "operating.md"
+ENV_LINE = "export AIRFLOW_HOME=$PWD/var/airflow"
+TRIGGER = """.venv/bin/airflow dags trigger retrain --conf '{"force": true}'"""
+BAD_TRIGGER = """.venv/bin/airflow dags trigger retrain --conf '{"force": "yes"}'"""
+DAGS_LIST = ".venv/bin/airflow dags list"
+DAGS_TEST = ".venv/bin/airflow dags test score_leads 2026-06-01"
+TASKS_TEST = ".venv/bin/airflow tasks test score_leads validate_raw 2026-06-01"
+BACKFILL = (
+    ".venv/bin/airflow backfill create --dag-id score_leads --from-date 2026-05-30 --to-date 2026-06-02"
+)
+REPROCESS = " --reprocess-behavior completed"
+NIGHTS = [date(2026, 5, 30), date(2026, 5, 31), date(2026, 6, 1)]
+
+
+@dataclass
+class Clone:
+    root: Path
+    settings: Settings
+    local: LocalAirflow
+
+    def sh(self, command: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """`command` after the documented line, in a shell with no MLSYS_*/AIRFLOW_* variable,
+        from the clone's root (what a second terminal in the repository has)."""
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
+        return subprocess.run(
+            ["bash", "-c", f"{ENV_LINE} && {command}"],
+            cwd=self.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return list(self.local.api("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100")["dag_runs"])
+
+    def wait_runs(self, dag_id: str, done: Any, timeout: float, what: str) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.local.check_alive()
+            runs = self.runs(dag_id)
+            if done(runs):
+                return runs
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} not done after {timeout:.0f}s: {runs}\n{self.logs()}")
+            time.sleep(2.0)
+
+    def logs(self) -> str:
+        return "\n".join(self.local.tail(name) for name in ("scheduler", "dag-processor"))
+
+
+@pytest.fixture(scope="module")
+def clone(crm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clone]:
+    root = tmp_path_factory.mktemp("clone")
+    (root / ".venv").symlink_to(REPO_ROOT / ".venv")
+    home = root / "var"
+    shutil.copytree(crm / "raw", home / "data" / "raw")
+    # The launcher's environment as `make airflow` gives it: MLSYS_HOME, the session's knobs.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    for name in ("MLSYS_DATA_DIR", "MLSYS_WAREHOUSE", "MLSYS_MLFLOW_ARTIFACTS", "MLFLOW_TRACKING_URI"):
+        env.pop(name, None)
+    env["MLSYS_HOME"] = str(home)
+    with mock.patch.dict(os.environ, env, clear=True):
+        settings = Settings.from_env()
+        local = LocalAirflow(settings, port=free_port(), docs=False)
+        try:
+            local.start()
+        except BaseException:
+            local.stop()
+            raise
+    # The launcher pointed this process's environment at the clone while starting: undone
+    # above; the session's Airflow settings stay as they were.
+    try:
+        local.wait_ready(300)
+        yield Clone(root, settings, local)
+    finally:
+        local.stop()
+
+
+def test_the_commands_are_the_documented_ones() -> None:
+    text = OPERATING.read_text()
+    for command in (
+        ENV_LINE,
+        TRIGGER,
+        BAD_TRIGGER,
+        DAGS_LIST,
+        DAGS_TEST,
+        TASKS_TEST,
+        BACKFILL,
+        BACKFILL + REPROCESS,
+    ):
+        assert command in text, command
+
+
+def test_the_cli_talks_to_the_running_instance(clone: Clone) -> None:
+    listed = clone.sh(DAGS_LIST + " -o json")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    line = next(x for x in reversed(listed.stdout.splitlines()) if x.startswith("[{"))
+    dags = {d["dag_id"]: d for d in json.loads(line)}
+    assert {"score_leads", "retrain", "export_top_leads", "score_on_demand"} <= set(dags)
+    assert all(Path(d["fileloc"]).parent == REPO_ROOT / "dags" for d in dags.values()), dags
+    assert {d["is_paused"] for d in dags.values()} == {False}
+    # One task in the CLI's process, on the home's data: the raw gate of a night.
+    gated = clone.sh(TASKS_TEST, timeout=600)
+    assert gated.returncode == 0, gated.stdout[-2000:] + gated.stderr[-3000:]
+    assert "leads" in gated.stdout + gated.stderr
+
+
+def test_bad_conf_is_refused_at_trigger_time(clone: Clone) -> None:
+    before = len(clone.runs("retrain"))
+    refused = clone.sh(BAD_TRIGGER)
+    assert refused.returncode != 0
+    assert "force" in refused.stderr and "boolean" in refused.stderr, refused.stderr[-2000:]
+    assert len(clone.runs("retrain")) == before
+
+
+def test_trigger_retrain_runs_to_success_and_announces_the_champion(clone: Clone) -> None:
+    from mlsys import registry
+
+    triggered = clone.sh(TRIGGER)
+    assert triggered.returncode == 0, triggered.stderr[-3000:]
+    runs = clone.wait_runs(
+        "retrain",
+        lambda runs: runs and all(r["state"] in ("success", "failed") for r in runs),
+        timeout=600,
+        what="the triggered retrain",
+    )
+    [run] = runs
+    assert (run["run_type"], run["state"], run["conf"]) == ("manual", "success", {"force": True})
+    champion = registry.alias_version(clone.settings, registry.CHAMPION)
+    assert champion is not None and str(champion.version) == "1"
+    events = clone.local.api("GET", "/api/v2/assets/events?limit=100")["asset_events"]
+    extras = {e["uri"].rstrip("/"): e["extra"] for e in events if e["source_dag_id"] == "retrain"}
+    promoted = {
+        "model_name": "lead_scoring",
+        "version": "1",
+        "promoted": True,
+        "champion_version": "1",
+        # No as_of in conf, no logical date: the landing's complete_as_of, not today.
+        "as_of": "2026-06-01",
+    }
+    assert extras["mlsys://models/lead_scoring"] == promoted
+    assert extras["mlsys://models/lead_scoring/champion"] == promoted
+
+
+def test_dags_test_then_backfill_three_nights_then_the_consumer(clone: Clone) -> None:
+    settings = clone.settings
+    tested = clone.sh(DAGS_TEST, timeout=900)
+    assert tested.returncode == 0, tested.stdout[-2000:] + tested.stderr[-3000:]
+    scored_by_test = pq.read_table(settings.partition_dir(NIGHTS[-1]), columns=["run_id"])
+    [test_run_id] = set(scored_by_test.column("run_id").to_pylist())
+    assert test_run_id.startswith("manual__2026-06-01"), test_run_id
+
+    # What a backfill over the range would run, without and with the reprocess flag.
+    dry = clone.sh(BACKFILL + " --dry-run")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert [f"{n} 02:00:00+00:00" in dry.stdout for n in NIGHTS] == [True, True, True], dry.stdout
+
+    created = clone.sh(BACKFILL + REPROCESS)
+    assert created.returncode == 0, created.stderr[-3000:]
+
+    def backfilled(runs: list[dict[str, Any]]) -> bool:
+        mine = [r for r in runs if r["run_type"] == "backfill"]
+        return len(mine) == 3 and all(r["state"] in ("success", "failed") for r in mine)
+
+    runs = clone.wait_runs("score_leads", backfilled, timeout=900, what="the backfill")
+    assert sorted(r["logical_date"][:10] for r in runs if r["run_type"] == "backfill") == [
+        str(n) for n in NIGHTS
+    ]
+    assert {r["state"] for r in runs if r["run_type"] == "backfill"} == {"success"}
+    for night in NIGHTS:
+        run_ids = pq.read_table(settings.partition_dir(night), columns=["run_id"]).column("run_id")
+        assert set(run_ids.to_pylist()) == {f"backfill__{night}T02:00:00+00:00"}, night
+
+    # Every night again: nothing to run without the flag, all three with it.
+    again = clone.sh(BACKFILL + " --dry-run")
+    assert not any(f"{n} 02:00:00+00:00" in again.stdout for n in NIGHTS), again.stdout
+    rerun = clone.sh(BACKFILL + REPROCESS + " --dry-run")
+    assert all(f"{n} 02:00:00+00:00" in rerun.stdout for n in NIGHTS), rerun.stdout
+
+    # The asset events carry what consumers key on, and the consumer followed each night.
+    events = clone.local.api("GET", "/api/v2/assets/events?limit=100")["asset_events"]
+    published = [e["extra"] for e in events if e["uri"].rstrip("/") == "mlsys://scored_leads"]
+    assert {e["score_date"] for e in published} == {str(n) for n in NIGHTS}
+    for extra in published:
+        assert set(extra) == {"score_date", "model_name", "model_version", "rows", "partition"}
+        assert (extra["model_name"], extra["model_version"]) == ("lead_scoring", "1")
+        night = date.fromisoformat(extra["score_date"])
+        assert (
+            extra["rows"] == pq.read_metadata(settings.partition_dir(night) / "part-00000.parquet").num_rows
+        )
+        assert extra["partition"] == f"scored_leads/score_date={night}"
+
+    from mlsys import exports
+
+    def exported(runs: list[dict[str, Any]]) -> bool:
+        files = all(exports.top_leads_path(settings, n).exists() for n in NIGHTS)
+        return files and bool(runs) and all(r["state"] in ("success", "failed") for r in runs)
+
+    consumer = clone.wait_runs("export_top_leads", exported, timeout=300, what="the consumer")
+    assert {r["run_type"] for r in consumer} == {"asset_triggered"}
+    assert {r["state"] for r in consumer} == {"success"}, clone.logs()
+    for night in NIGHTS:
+        with exports.top_leads_path(settings, night).open() as handle:
+            assert len(handle.read().splitlines()) == 1 + exports.TOP_N
