@@ -42,8 +42,8 @@ def metadata_db(settings: Settings) -> Path:
 def airflow_config(
     settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
 ) -> dict[str, dict[str, str]]:
-    """What mlsys sets in airflow.cfg, by section (without the secrets: `write_airflow_cfg`
-    keeps or generates those). The one place the embedded Airflow is configured."""
+    """What mlsys sets in airflow.cfg, by section, less the generated keys (which
+    `write_airflow_cfg` keeps or makes). The one place the embedded Airflow is configured."""
     # Tasks run on this machine: a wildcard bind is still reached through the loopback.
     reach = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - compared, not bound
     return {
