@@ -196,6 +196,14 @@ def test_backfill_three_nights_one_already_scored_then_the_consumer(clone: Clone
     first = clone.sh(BACKFILL_ONE)
     assert first.returncode == 0, first.stderr[-3000:]
     clone.wait_runs("score_leads", backfilled(1), timeout=600, what="the one-night backfill")
+    # One backfill per DAG at a time: the next waits until the scheduler closes this one.
+    deadline = time.monotonic() + 120
+    while any(
+        b["completed_at"] is None
+        for b in clone.local.api("GET", "/api/v2/backfills?dag_id=score_leads")["backfills"]
+    ):
+        assert time.monotonic() < deadline, "the one-night backfill was never marked completed"
+        time.sleep(2.0)
     scored_first = settings.partition_dir(NIGHTS[-1]) / "part-00000.parquet"
     first_run_ids = set(pq.read_table(scored_first, columns=["run_id"]).column("run_id").to_pylist())
     assert first_run_ids == {f"backfill__{NIGHTS[-1]}T02:00:00+00:00"}
