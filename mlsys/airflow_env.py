@@ -62,7 +62,10 @@ def airflow_config(
             "simple_auth_manager_all_admins": "False",
             "simple_auth_manager_passwords_file": str(passwords_file(settings)),
         },
-        "database": {"sql_alchemy_conn": f"sqlite:///{metadata_db(settings)}"},
+        # A 60 s busy timeout (sqlite3's default is 5 s): the scheduler, dag-processor, api-server
+        # and an `airflow` CLI command share one SQLite file, and a write waits for the others
+        # instead of failing with "database is locked" on a busy laptop.
+        "database": {"sql_alchemy_conn": f"sqlite:///{metadata_db(settings)}?timeout=60"},
         "api": {"host": host, "port": str(port)},
         "metrics": {
             "statsd_on": "True",

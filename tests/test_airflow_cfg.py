@@ -45,7 +45,8 @@ def test_the_cfg_names_the_repo_dags_and_the_home(home_settings: Settings) -> No
     assert cfg["core"]["dags_folder"] == str(REPO_ROOT / "dags")
     assert cfg["core"]["plugins_folder"] == str(REPO_ROOT / "plugins")
     assert cfg["core"]["executor"] == "LocalExecutor"
-    assert cfg["database"]["sql_alchemy_conn"] == f"sqlite:///{home_settings.home / 'airflow' / 'airflow.db'}"
+    db = home_settings.home / "airflow" / "airflow.db"
+    assert cfg["database"]["sql_alchemy_conn"] == f"sqlite:///{db}?timeout=60"
     assert cfg["core"]["execution_api_server_url"] == "http://127.0.0.1:18123/execution/"
     assert cfg["mlsys"]["mlsys_snapshot_weeks"] == "7"
     assert set(airflow_config(home_settings)) <= set(cfg.sections())
