@@ -122,6 +122,12 @@ class Settings:
         return self.data_dir / ".staging"
 
     @property
+    def gx_runtime_dir(self) -> Path:
+        """What the gate writes while it runs: validation results, Data Docs, row-count state
+        of previous runs, DuckDB spill files. Never in the repo's GX context folder."""
+        return self.data_dir / "gx"
+
+    @property
     def bi_database(self) -> Path:
         return self.data_dir / "scored_leads.duckdb"
 

@@ -24,6 +24,7 @@ from mlsys.champion import Champion
 from mlsys.demo import run_dag
 from mlsys.model import member_pipelines
 from mlsys.settings import REPO_ROOT, Settings
+from mlsys.validation.context_files import render_context_files
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +89,7 @@ def test_the_switch_is_configuration_only(bank: Settings) -> None:
     # The committed GX files are exactly what mlsys_gate.yml renders to.
     root = SOURCE / "great_expectations"
     spec = validation.load_gate_spec(root)
-    for relative, text in validation.render_context_files(spec).items():
+    for relative, text in render_context_files(spec).items():
         assert (root / relative).read_text() == text, f"{relative}: run write-context --root {root}"
 
 
