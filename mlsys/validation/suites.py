@@ -7,6 +7,8 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mlsys.contract import ACTIVITIES, CONVERSIONS, LEADS, TYPE_FAMILIES, raw_contract
+
 if TYPE_CHECKING:
     from mlsys.validation.spec import GateSpec
 
@@ -18,9 +20,9 @@ TRAINING_SNAPSHOTS = "training_snapshots"
 SUITES: tuple[str, ...] = (RAW_LEADS, RAW_ACTIVITIES, RAW_CONVERSIONS, LEAD_FEATURES, TRAINING_SNAPSHOTS)
 # Raw suite -> its folder under $MLSYS_DATA_DIR/raw/ (the raw landing contract, docs/contracts.md).
 RAW_TABLES: dict[str, str] = {
-    RAW_LEADS: "leads",
-    RAW_ACTIVITIES: "activities",
-    RAW_CONVERSIONS: "conversions",
+    RAW_LEADS: LEADS,
+    RAW_ACTIVITIES: ACTIVITIES,
+    RAW_CONVERSIONS: CONVERSIONS,
 }
 # lead_features reads no conversions, so a broken conversions export must not stop scoring.
 RAW_SCORING_SUITES: tuple[str, ...] = (RAW_LEADS, RAW_ACTIVITIES)
@@ -33,48 +35,27 @@ ERROR = "error"
 WARNING = "warning"
 
 
-SOURCES = ("web", "referral", "event", "paid_search", "social", "outbound")
-JOB_LEVELS = ("c_level", "vp", "director", "manager", "individual")
-ACTIVITY_TYPES = (
-    "email_open",
-    "email_click",
-    "page_view",
-    "pricing_page_view",
-    "form_submit",
-    "content_download",
-    "webinar_attended",
-    "demo_requested",
-)
-WINDOWS = ("7d", "30d", "90d")
+# The raw landing contract and its vocabularies are declared in the dbt project (sql/):
+# mlsys.contract reads them, these suites follow.
+_CONTRACT = raw_contract()
+SOURCES = _CONTRACT.vocabularies["lead_sources"]
+JOB_LEVELS = _CONTRACT.vocabularies["job_levels"]
+ACTIVITY_TYPES = _CONTRACT.vocabularies["activity_types"]
+WINDOWS = tuple(f"{days}d" for days in _CONTRACT.activity_windows_days)
 
-# DuckDB type names (as DESCRIBE reports them) accepted per logical type. Integer columns accept
-# any signed integer width, so an INTEGER written where the contract says BIGINT still passes;
-# a DOUBLE or VARCHAR count does not.
-_INTEGER = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT")
-_FLOAT = ("FLOAT", "DOUBLE")
-_TIMESTAMP = (
-    "TIMESTAMP",
-    "TIMESTAMP_S",
-    "TIMESTAMP_MS",
-    "TIMESTAMP_NS",
-    "TIMESTAMP WITH TIME ZONE",
-)
-_DATE = ("DATE",)
-_TEXT = ("VARCHAR",)
+_INTEGER = TYPE_FAMILIES["BIGINT"]
+_FLOAT = TYPE_FAMILIES["DOUBLE"]
+_DATE = TYPE_FAMILIES["DATE"]
+_TEXT = TYPE_FAMILIES["VARCHAR"]
 
 ACTIVITY_WINDOW_COUNTS = tuple(f"n_activities_{w}" for w in WINDOWS)
 ACTIVITY_TYPE_COUNTS = tuple(f"n_{t}_{w}" for t in ACTIVITY_TYPES for w in WINDOWS)
 COUNT_COLUMNS = ("n_activities_total", *ACTIVITY_WINDOW_COUNTS, *ACTIVITY_TYPE_COUNTS)
 
-RAW_LEADS_COLUMNS: dict[str, tuple[str, ...]] = {
-    "lead_id": _INTEGER,
-    "created_at": _TIMESTAMP,
-    "source": _TEXT,
-    "industry": _TEXT,
-    "country": _TEXT,
-    "company_size": _INTEGER,
-    "job_level": _TEXT,
-}
+RAW_LEADS_COLUMNS = _CONTRACT.table(LEADS).accepted_types()
+RAW_ACTIVITIES_COLUMNS = _CONTRACT.table(ACTIVITIES).accepted_types()
+RAW_CONVERSIONS_COLUMNS = _CONTRACT.table(CONVERSIONS).accepted_types()
+# The marts' columns (the feature catalogue's types): what the dbt models above produce.
 LEAD_FEATURES_COLUMNS: dict[str, tuple[str, ...]] = {
     "lead_id": _INTEGER,
     "as_of": _DATE,
@@ -92,15 +73,6 @@ LEAD_FEATURES_COLUMNS: dict[str, tuple[str, ...]] = {
 TRAINING_SNAPSHOTS_COLUMNS: dict[str, tuple[str, ...]] = {
     **LEAD_FEATURES_COLUMNS,
     "label": _INTEGER,
-}
-RAW_ACTIVITIES_COLUMNS: dict[str, tuple[str, ...]] = {
-    "lead_id": _INTEGER,
-    "occurred_at": _TIMESTAMP,
-    "activity_type": _TEXT,
-}
-RAW_CONVERSIONS_COLUMNS: dict[str, tuple[str, ...]] = {
-    "lead_id": _INTEGER,
-    "converted_at": _TIMESTAMP,
 }
 
 SCHEMAS: dict[str, dict[str, tuple[str, ...]]] = {
