@@ -15,6 +15,7 @@ import pytest
 from mlsys import validation
 from mlsys.settings import Settings
 from mlsys.validation import context_files, suites
+from mlsys.validation import spec as spec_module
 
 AS_OF = date(2026, 6, 1)
 
@@ -95,7 +96,7 @@ def test_spec_context_renders_and_chooses_suites_by_stage(spec_settings: Setting
             assert (root / folder / f"{suite}.json").is_file()
     # Writing again changes nothing: the committed files are a pure function of the YAML.
     assert context_files.write_context(root) == []
-    definitions = suites.suite_definitions(spec)
+    definitions = spec_module.suite_definitions(spec)
     checks = [e["meta"].get("check") for e in definitions["raw_contacts"]]
     assert "required_columns" in checks and "column_types" in checks  # the table checks come free
 
@@ -106,7 +107,7 @@ def test_a_good_csv_export_passes_and_a_bad_one_is_stopped(spec_settings: Settin
     assert report.success, report.summary()
     assert report.row_count == 3
     assert report.evaluated == len(
-        suites.suite_definitions(validation.gate_spec(spec_settings))["raw_contacts"]
+        spec_module.suite_definitions(validation.gate_spec(spec_settings))["raw_contacts"]
     )
 
     _land_csv(spec_settings, "contact_id;segment;spend\n1;gold;10\n1;bronze;20\n")

@@ -32,7 +32,8 @@ from mlsys.validation.context_files import render_context_files
 from mlsys.validation.engine import execute as engine_execute
 from mlsys.validation.engine import get_context
 from mlsys.validation.report import build_report
-from mlsys.validation.suites import ERROR, WARNING, sql_list, suite_definitions
+from mlsys.validation.spec import suite_definitions
+from mlsys.validation.suites import ERROR, WARNING, sql_list
 
 AS_OF = date(2026, 6, 1)
 RUN_TIME = datetime(2026, 6, 1, 3, 0, 0)

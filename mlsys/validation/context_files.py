@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from mlsys.validation.engine import DATA_DOCS_SITE, RUNTIME_DIR_VARIABLE, import_gx
-from mlsys.validation.spec import GateSpec, load_gate_spec
+from mlsys.validation.spec import GateSpec, load_gate_spec, suite_definitions
 from mlsys.validation.suites import (
     SPEC_SUITE_NOTES,
     SUITE_META,
     SUITE_NOTES,
     SUITES,
     WARNING,
-    suite_definitions,
 )
 
 BATCH_DEFINITION_NAME = "whole_table"

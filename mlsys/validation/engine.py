@@ -25,10 +25,10 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from mlsys.settings import Settings
-from mlsys.validation import state
 from mlsys.validation.preflight import failed_report, first_line, read_input_sql, sql_str
 from mlsys.validation.report import ValidationReport, build_report
 from mlsys.validation.spec import SuiteSpec
+from mlsys.validation.state import baseline_row_count, read_state, row_count_floor, state_key, write_state
 
 logger = logging.getLogger(__name__)
 
@@ -202,9 +202,9 @@ def run_suite(
         raise RuntimeError(
             f"GX could not set up DuckDB for suite {suite!r} on {pattern}: {first_line(exc)}"
         ) from exc
-    key = state.state_key(spec.dated, as_of)
-    previous = state.baseline_row_count(state.read_state(settings).get(suite), key)
-    min_row_count = state.row_count_floor(previous, settings.row_drop_max_share)
+    key = state_key(spec.dated, as_of)
+    previous = baseline_row_count(read_state(settings).get(suite), key)
+    min_row_count = row_count_floor(previous, settings.row_drop_max_share)
     anchor = as_of or run_time.date()
     floor = datetime.combine(anchor, datetime.min.time()) - timedelta(days=spec.freshness_days)
     parameters = {
@@ -241,7 +241,7 @@ def run_suite(
         except Exception:
             logger.debug("could not drop the GX view", exc_info=True)
     if report.success and report.row_count is not None:
-        state.write_state(settings, suite, key, report.row_count, pattern)
+        write_state(settings, suite, key, report.row_count, pattern)
     return report
 
 

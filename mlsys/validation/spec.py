@@ -17,7 +17,9 @@ from mlsys.validation.suites import (
     SCHEMAS,
     SUITES,
     WARNING,
+    built_in_suites,
     expectation,
+    table_expectations,
 )
 
 GATE_SPEC_FILE = "mlsys_gate.yml"
@@ -137,3 +139,27 @@ def gate_spec(settings: Settings | None = None) -> GateSpec:
 def raw_suites(settings: Settings | None = None, *, training: bool = False) -> tuple[str, ...]:
     """The raw suites that gate scoring (or, with ``training``, retraining) in this context."""
     return gate_spec(settings).raw_suites(training=training)
+
+
+def suite_definitions(spec: GateSpec | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Every suite as a list of ``{"type", "kwargs", "meta", "description"}`` dicts: the
+    built-in suites of the synthetic CRM, or those of a context's gate spec (``mlsys_gate.yml``),
+    each preceded by the same table checks (non-empty, row drop, required columns, types)."""
+    if spec is not None and spec.expectations is not None:
+        suites = {
+            name: table_expectations(spec.suites[name].columns) + [dict(e) for e in spec.expectations[name]]
+            for name in spec.suites
+        }
+    else:
+        suites = built_in_suites()
+    for expectations in suites.values():
+        for exp in expectations:
+            # "meta_column" names the column of a table-level (UnexpectedRows) expectation.
+            column = exp["kwargs"].pop("meta_column", None)
+            if column:
+                exp["meta"]["column"] = column
+    return suites
+
+
+# --------------------------------------------------------------------------------------------
+# Gate spec: which suites a GX context holds, what each reads and which stage it gates

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlsys.contract import ACTIVITIES, CONVERSIONS, LEADS, TYPE_FAMILIES, raw_contract
-
-if TYPE_CHECKING:
-    from mlsys.validation.spec import GateSpec
 
 RAW_LEADS = "raw_leads"
 RAW_ACTIVITIES = "raw_activities"
@@ -148,7 +145,7 @@ def _schema_query(columns: Mapping[str, Sequence[str]]) -> str:
     )
 
 
-def _table_expectations(columns: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
+def table_expectations(columns: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
     return [
         expectation(
             "expect_table_row_count_to_be_between",
@@ -444,32 +441,13 @@ SUITE_META: dict[str, dict[str, Any]] = {
 }
 
 
-def suite_definitions(spec: GateSpec | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Every suite as a list of ``{"type", "kwargs", "meta", "description"}`` dicts: the
-    built-in suites of the synthetic CRM, or those of a context's gate spec (``mlsys_gate.yml``),
-    each preceded by the same table checks (non-empty, row drop, required columns, types)."""
-    if spec is not None and spec.expectations is not None:
-        suites = {
-            name: _table_expectations(spec.suites[name].columns) + [dict(e) for e in spec.expectations[name]]
-            for name in spec.suites
-        }
-    else:
-        suites = {
-            RAW_LEADS: _table_expectations(SCHEMAS[RAW_LEADS]) + _raw_leads_expectations(),
-            RAW_ACTIVITIES: _table_expectations(SCHEMAS[RAW_ACTIVITIES]) + _raw_activities_expectations(),
-            RAW_CONVERSIONS: _table_expectations(SCHEMAS[RAW_CONVERSIONS]) + _raw_conversions_expectations(),
-            LEAD_FEATURES: _table_expectations(SCHEMAS[LEAD_FEATURES]) + _feature_expectations(LEAD_FEATURES),
-            TRAINING_SNAPSHOTS: _table_expectations(SCHEMAS[TRAINING_SNAPSHOTS])
-            + _feature_expectations(TRAINING_SNAPSHOTS),
-        }
-    for expectations in suites.values():
-        for exp in expectations:
-            # "meta_column" names the column of a table-level (UnexpectedRows) expectation.
-            column = exp["kwargs"].pop("meta_column", None)
-            if column:
-                exp["meta"]["column"] = column
-    return suites
-
-
-# --------------------------------------------------------------------------------------------
-# Gate spec: which suites a GX context holds, what each reads and which stage it gates
+def built_in_suites() -> dict[str, list[dict[str, Any]]]:
+    """The synthetic CRM's suites, each preceded by the table checks of its columns."""
+    return {
+        RAW_LEADS: table_expectations(SCHEMAS[RAW_LEADS]) + _raw_leads_expectations(),
+        RAW_ACTIVITIES: table_expectations(SCHEMAS[RAW_ACTIVITIES]) + _raw_activities_expectations(),
+        RAW_CONVERSIONS: table_expectations(SCHEMAS[RAW_CONVERSIONS]) + _raw_conversions_expectations(),
+        LEAD_FEATURES: table_expectations(SCHEMAS[LEAD_FEATURES]) + _feature_expectations(LEAD_FEATURES),
+        TRAINING_SNAPSHOTS: table_expectations(SCHEMAS[TRAINING_SNAPSHOTS])
+        + _feature_expectations(TRAINING_SNAPSHOTS),
+    }
