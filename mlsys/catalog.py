@@ -1,4 +1,4 @@
-"""The feature catalogue (DESIGN section 2b), read from dbt's manifest.
+"""The feature catalogue, read from dbt's manifest (docs/contracts.md).
 
 A column of a mart is a model input when its YAML says ``meta: {feature: numeric}`` or
 ``{feature: categorical}``. Training asks this module, never a hard-coded list, so a data

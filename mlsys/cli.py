@@ -1,4 +1,4 @@
-"""`mlsys` command line (DESIGN section 5b): every stage without Airflow.
+"""`mlsys` command line: every stage without Airflow.
 
 Exit codes: 0 success, 1 failure with a one-line reason on stderr, 2 bad usage.
 """

@@ -1,6 +1,6 @@
 """One settings object for the whole package, read from ``MLSYS_*`` environment variables.
 
-Defaults are the embedded (laptop) setup of DESIGN section 5: everything under ``$MLSYS_HOME``
+Defaults are the embedded (laptop) setup: everything under ``$MLSYS_HOME``
 (default ``./var``): ``data/`` (raw landing, features, scored table), ``warehouse.duckdb``,
 ``mlflow.db`` + ``mlartifacts/``, dbt's ``target/``.
 Paths are resolved against the current working directory at the time ``Settings.from_env``
