@@ -1,6 +1,6 @@
 """One settings object for the whole package, read from ``MLSYS_*`` environment variables.
 
-Defaults are the embedded (laptop) setup of DESIGN section 5: everything under ``$MLSYS_HOME``
+Defaults are the embedded (laptop) setup: everything under ``$MLSYS_HOME``
 (default ``./var``): ``data/`` (raw landing, features, scored table), ``warehouse.duckdb``,
 ``mlflow.db`` + ``mlartifacts/``, dbt's ``target/``.
 Paths are resolved against the current working directory at the time ``Settings.from_env``
@@ -120,6 +120,12 @@ class Settings:
     def staging_dir(self) -> Path:
         """Scratch space on the same file system as the scored table (renames stay atomic)."""
         return self.data_dir / ".staging"
+
+    @property
+    def gx_runtime_dir(self) -> Path:
+        """What the gate writes while it runs: validation results, Data Docs, row-count state
+        of previous runs, DuckDB spill files. Never in the repo's GX context folder."""
+        return self.data_dir / "gx"
 
     @property
     def bi_database(self) -> Path:
