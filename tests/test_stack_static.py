@@ -440,7 +440,9 @@ def test_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:
         assert repo and tag and tag != "latest" and re.search(r"\d", tag), f"{name}: unpinned image {image}"
         assert not digest or re.fullmatch(r"sha256:[0-9a-f]{64}", digest), f"{name}: bad digest {digest}"
     # Alertmanager is pinned by digest too (the image a tag names can be re-pushed).
-    assert re.fullmatch(r"prom/alertmanager:v\d+\.\d+\.\d+@sha256:[0-9a-f]{64}", services["alertmanager"]["image"])
+    assert re.fullmatch(
+        r"prom/alertmanager:v\d+\.\d+\.\d+@sha256:[0-9a-f]{64}", services["alertmanager"]["image"]
+    )
 
 
 def template_variables(template: Path) -> set[str]:
