@@ -8,8 +8,8 @@ and `prometheus-alertmanager`, delivering to a webhook receiver in this process.
   (`mlsys.validation.raw_activities.success` = 0 through docker/statsd/mapping.yml):
   DataValidationGateFailed fires and the webhook gets it with the rule's labels and
   annotations, and a mail reaches the SMTP relay (logged in with the password from the 0600
-  file); the gate passes again and both get the resolution; a silence created through
-  Alertmanager's v2 API keeps the next firing from being sent.
+  file); the gate passes again and both get the resolution; a silence made with the documented
+  `amtool silence add` (Alertmanager's v2 API) keeps the next firing from being sent.
 * Alerts posted to Alertmanager's API: a critical alert holds back the warning of its
   `condition`, not an unrelated warning.
 
@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import base64
 import email
-import json
 import os
+import re
+import shlex
 import shutil
 import socketserver
 import subprocess
@@ -32,22 +33,22 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.live import Procs, free_port, http, wait_for
+from tests.live import Procs, WebhookReceiver, free_port, http, wait_for
 from tests.test_observability import Mapper
+from tests.test_stack_static import template_variables
 
 REPO = Path(__file__).resolve().parent.parent
 ALERTMANAGER_DIR = REPO / "docker" / "alertmanager"
 PROMETHEUS_DIR = REPO / "docker" / "prometheus"
 MAPPING = REPO / "docker" / "statsd" / "mapping.yml"
+DEPLOYMENT_DOC = REPO / "docs" / "deployment.md"
 GATE_ALERT = "DataValidationGateFailed"
 # A suite of the GX context; its gauge as mlsys.validation.report_metrics sends it.
 SUITE = "raw_activities"
@@ -134,9 +135,26 @@ def alert_rules() -> dict[str, dict[str, Any]]:
 # -- the config, checked by amtool -----------------------------------------------------------
 
 
+def documented_env() -> dict[str, str]:
+    """The ALERT_* lines docs/deployment.md tells people to put in .env."""
+    lines = re.findall(r"^(ALERT_[A-Z_]+)=(.*)$", DEPLOYMENT_DOC.read_text(), flags=re.MULTILINE)
+    return dict(lines)
+
+
+def test_the_documented_settings_are_what_the_test_renders_and_delivers_with() -> None:
+    documented = documented_env()
+    tested = smtp_and_webhook_env(documented["ALERT_WEBHOOK_URL"])
+    assert set(documented) == set(tested) == template_variables(ALERTMANAGER_DIR / "alertmanager.yml")
+    # Copied from what the tests configure: all but the password (a placeholder there).
+    assert documented["ALERT_SMTP_PASSWORD"] == "CHANGE_ME"
+    assert {k: v for k, v in documented.items() if k != "ALERT_SMTP_PASSWORD"} == {
+        k: v for k, v in tested.items() if k != "ALERT_SMTP_PASSWORD"
+    }
+
+
 def test_amtool_checks_the_rendered_config(tmp_path: Path) -> None:
     amtool = binary("amtool")
-    env = smtp_and_webhook_env("https://hooks.example.com/alertmanager")
+    env = smtp_and_webhook_env(documented_env()["ALERT_WEBHOOK_URL"])
     config = render(tmp_path, env)
     done = subprocess.run([amtool, "check-config", str(config)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -200,57 +218,6 @@ def test_every_threshold_pair_shares_a_condition() -> None:
 # -- live: Prometheus -> Alertmanager -> webhook ---------------------------------------------
 
 
-@dataclass
-class Webhook:
-    """An HTTP receiver of Alertmanager's webhook JSON, recording every POST."""
-
-    posts: list[dict[str, Any]] = field(default_factory=list)
-    condition: threading.Condition = field(default_factory=threading.Condition)
-    server: ThreadingHTTPServer | None = None
-
-    def start(self) -> str:
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with hook.condition:
-                    hook.posts.append(json.loads(body))
-                    hook.condition.notify_all()
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-
-    def wait_for(self, what: str, match: Callable[[dict[str, Any]], bool], since: int = 0) -> dict[str, Any]:
-        """The first post from index `since` on that `match`es, waiting at most WAIT seconds."""
-        deadline = time.monotonic() + WAIT
-        with self.condition:
-            while True:
-                for post in self.posts[since:]:
-                    if match(post):
-                        return post
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"no webhook post with {what} after {WAIT:.0f}s: {self.posts}")
-                self.condition.wait(left)
-
-    def names(self, since: int = 0) -> list[tuple[str, str]]:
-        """(alertname, status) of every alert posted from index `since` on."""
-        with self.condition:
-            return [(a["labels"]["alertname"], a["status"]) for p in self.posts[since:] for a in p["alerts"]]
-
-
 class SmtpSink(socketserver.ThreadingTCPServer):
     """An SMTP relay that accepts every mail (and any AUTH PLAIN login) and keeps it."""
 
@@ -307,7 +274,7 @@ class SmtpSession(socketserver.StreamRequestHandler):
 class AlertStack:
     root: Path
     procs: Procs
-    webhook: Webhook
+    webhook: WebhookReceiver
     smtp: SmtpSink
     metrics_file: Path
     metrics_line: Callable[[int], str]
@@ -361,10 +328,10 @@ def alert_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertStack
     alertmanager_bin = binary("prometheus-alertmanager")
     root = tmp_path_factory.mktemp("alerts")
     procs = Procs(root)
-    webhook = Webhook()
+    webhook = WebhookReceiver()
     smtp = SmtpSink()
     try:
-        url = webhook.start()
+        url = webhook.url
         exporter_port, prometheus_port, alertmanager_port = free_port(), free_port(), free_port()
         metrics_file = root / "metrics"
         stack = AlertStack(
@@ -420,21 +387,25 @@ def alert_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertStack
         smtp.stop()
 
 
-def silence(stack: AlertStack, alertname: str) -> str:
-    now = datetime.now(UTC)
-    status, body = http(
-        "POST",
-        f"{stack.alertmanager}/api/v2/silences",
-        {
-            "matchers": [{"name": "alertname", "value": alertname, "isRegex": False, "isEqual": True}],
-            "startsAt": now.isoformat(),
-            "endsAt": (now + timedelta(hours=1)).isoformat(),
-            "createdBy": "tests/test_alert_delivery.py",
-            "comment": "planned maintenance of the landing tables",
-        },
-    )
-    assert status == 200, body
-    return str(body["silenceID"])
+# docs/deployment.md ("Silence an alert"): run as written, against this test's Alertmanager.
+SILENCE_COMMAND = (
+    "amtool --alertmanager.url=http://localhost:9093 silence add alertname=DataValidationGateFailed "
+    '--duration=2h --comment="landing tables being reloaded"'
+)
+
+
+def silence(stack: AlertStack) -> str:
+    """The documented amtool command (amtool talks to Alertmanager's v2 API); the silence's id."""
+    assert SILENCE_COMMAND in DEPLOYMENT_DOC.read_text()
+    command = shlex.split(SILENCE_COMMAND.replace("http://localhost:9093", stack.alertmanager))
+    done = subprocess.run([binary("amtool"), *command[1:]], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    silence_id = done.stdout.strip()
+    status, body = http("GET", f"{stack.alertmanager}/api/v2/silence/{silence_id}")
+    assert status == 200 and body["status"]["state"] == "active", body
+    assert body["matchers"] == [{"name": "alertname", "value": GATE_ALERT, "isRegex": False, "isEqual": True}]
+    assert body["comment"] == "landing tables being reloaded"
+    return silence_id
 
 
 def am_alert(stack: AlertStack, alertname: str) -> dict[str, Any] | None:
@@ -449,7 +420,7 @@ def test_a_failed_gate_is_delivered_resolved_and_silenced(alert_stack: AlertStac
 
     # Firing: the gate's gauge drops to 0.
     stack.serve_gate(0)
-    firing = webhook.wait_for(f"{GATE_ALERT} firing", lambda p: p["status"] == "firing")
+    firing = webhook.wait_for(f"{GATE_ALERT} firing", lambda p: p["status"] == "firing", WAIT)
     assert firing["receiver"] == "oncall"  # critical: mail and webhook
     assert firing["groupLabels"] == {"alertname": GATE_ALERT, "severity": "critical"}
     (alert,) = firing["alerts"]
@@ -470,17 +441,19 @@ def test_a_failed_gate_is_delivered_resolved_and_silenced(alert_stack: AlertStac
     assert stack.smtp.logins[0] == (env["ALERT_SMTP_USERNAME"], env["ALERT_SMTP_PASSWORD"])
 
     # Resolved: the gate passes again.
-    seen = len(webhook.posts)
+    seen = len(webhook.received())
     stack.serve_gate(1)
-    resolved = webhook.wait_for(f"{GATE_ALERT} resolved", lambda p: p["status"] == "resolved", since=seen)
+    resolved = webhook.wait_for(
+        f"{GATE_ALERT} resolved", lambda p: p["status"] == "resolved", WAIT, since=seen
+    )
     assert [a["status"] for a in resolved["alerts"]] == ["resolved"]
     assert resolved["alerts"][0]["labels"] == labels
     wait_for("the resolved mail", lambda: len(stack.smtp.mails) == 2, WAIT, stack.procs)
     assert "[RESOLVED]" in stack.smtp.mails[1]["Subject"]
 
-    # Silenced: the same alert fires again under a silence made through the v2 API.
-    silence_id = silence(stack, GATE_ALERT)
-    seen = len(webhook.posts)
+    # Silenced: the same alert fires again under a silence made with amtool (the v2 API).
+    silence_id = silence(stack)
+    seen = len(webhook.received())
     stack.serve_gate(0)
 
     def suppressed() -> bool:
@@ -494,7 +467,18 @@ def test_a_failed_gate_is_delivered_resolved_and_silenced(alert_stack: AlertStac
     wait_for("the silenced alert at Alertmanager", suppressed, WAIT, stack.procs)
     # Unsilenced, it would be sent 1 s (group_wait) after it arrived; give it several times that.
     time.sleep(5)
-    assert webhook.names(since=seen) == [] and len(stack.smtp.mails) == 2
+    assert webhook.received(since=seen) == [] and len(stack.smtp.mails) == 2
+
+    # The documented query lists it; expiring it lets the still-firing alert through.
+    amtool = [binary("amtool"), f"--alertmanager.url={stack.alertmanager}", "silence"]
+    listed = subprocess.run([*amtool, "query"], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and silence_id in listed.stdout, listed.stdout + listed.stderr
+    expired = subprocess.run([*amtool, "expire", silence_id], capture_output=True, text=True, timeout=60)
+    assert expired.returncode == 0, expired.stderr
+    again = webhook.wait_for(
+        f"{GATE_ALERT} after the silence", lambda p: p["status"] == "firing", WAIT, since=seen
+    )
+    assert again["alerts"][0]["labels"] == labels
 
 
 def test_a_critical_alert_holds_back_the_warning_of_its_condition(alert_stack: AlertStack) -> None:
@@ -513,7 +497,7 @@ def test_a_critical_alert_holds_back_the_warning_of_its_condition(alert_stack: A
     assert (
         "condition" not in rules[unrelated]["labels"] and rules[unrelated]["labels"]["severity"] == "warning"
     )
-    seen = len(webhook.posts)
+    seen = len(webhook.received())
     alerts = [
         {
             "labels": {"alertname": name, **rules[name]["labels"], "project": "mlsys"},
@@ -524,11 +508,35 @@ def test_a_critical_alert_holds_back_the_warning_of_its_condition(alert_stack: A
     status, body = http("POST", f"{stack.alertmanager}/api/v2/alerts", alerts)
     assert status == 200, body
 
-    page = webhook.wait_for(critical, lambda p: p["commonLabels"].get("alertname") == critical, since=seen)
+    page = webhook.wait_for(
+        critical, lambda p: p["commonLabels"].get("alertname") == critical, WAIT, since=seen
+    )
     assert page["receiver"] == "oncall"
-    team = webhook.wait_for(unrelated, lambda p: p["commonLabels"].get("alertname") == unrelated, since=seen)
+    team = webhook.wait_for(
+        unrelated, lambda p: p["commonLabels"].get("alertname") == unrelated, WAIT, since=seen
+    )
     assert team["receiver"] == "team"  # a warning: webhook only, and not held back
     held = am_alert(stack, paired)
     assert held is not None and held["status"]["state"] == "suppressed" and held["status"]["inhibitedBy"]
     time.sleep(3)
-    assert paired not in {name for name, _ in webhook.names(since=seen)}
+    posted = {a["labels"]["alertname"] for post in webhook.received(since=seen) for a in post["alerts"]}
+    assert paired not in posted and {critical, unrelated} <= posted
+
+
+# docs/deployment.md ("Point it at a real mailbox and channel"): a test alert, run as written
+# against this test's Alertmanager.
+TEST_ALERT_COMMAND = (
+    "amtool --alertmanager.url=http://localhost:9093 alert add alertname=DeliveryTest severity=warning"
+)
+
+
+def test_the_documented_test_alert_reaches_the_webhook(alert_stack: AlertStack) -> None:
+    assert TEST_ALERT_COMMAND in DEPLOYMENT_DOC.read_text()
+    seen = len(alert_stack.webhook.received())
+    command = shlex.split(TEST_ALERT_COMMAND.replace("http://localhost:9093", alert_stack.alertmanager))
+    done = subprocess.run([binary("amtool"), *command[1:]], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    post = alert_stack.webhook.wait_for(
+        "DeliveryTest", lambda p: p["commonLabels"].get("alertname") == "DeliveryTest", WAIT, since=seen
+    )
+    assert post["receiver"] == "team" and post["status"] == "firing"

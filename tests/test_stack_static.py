@@ -341,22 +341,27 @@ def test_workers_scale(services: dict[str, dict[str, Any]]) -> None:
 def test_every_http_surface_needs_a_login(services: dict[str, dict[str, Any]]) -> None:
     published = {name for name, s in services.items() if s.get("ports")}
     assert published == {"airflow-apiserver", "mlflow", "grafana", "prometheus", "alertmanager"}
-    # Airflow: simple auth manager, a user from .env, nobody is admin by default.
+    # Airflow: the FAB auth manager (users and roles in the metadata DB), the first admin from
+    # .env created by the init job; no simple-auth-manager user list left behind.
     api = env_of(services["airflow-apiserver"])
-    assert api["AIRFLOW__CORE__AUTH_MANAGER"].endswith("SimpleAuthManager")
-    assert api["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "False"
-    assert api["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin"
+    assert api["AIRFLOW__CORE__AUTH_MANAGER"] == (
+        "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+    )
+    assert not [key for key in api if "SIMPLE_AUTH_MANAGER" in key]
     init_env = env_of(services["airflow-init"])
     assert init_env["AIRFLOW_ADMIN_PASSWORD"] == "CHANGE_ME"  # from .env  # pragma: allowlist secret
-    assert api["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"].startswith("/opt/mlsys/var/")
-    # MLflow: basic-auth app, admin from .env; clients log in with it.
+    assert init_env["AIRFLOW_ADMIN_USER"] == "admin"
+    # MLflow: basic-auth app, admin from .env; people read by default; Airflow's clients log in
+    # with the service account the server's entrypoint sets up, never with the admin.
     mlflow = services["mlflow"]
     mlflow_env = env_of(mlflow)
     assert command_of(mlflow) == ["mlflow-server"] and mlflow_env["MLFLOW_APP_NAME"] == "basic-auth"
     for key in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
         assert mlflow_env[key], key
-    assert api["MLFLOW_TRACKING_USERNAME"] == mlflow_env["MLFLOW_AUTH_ADMIN_USERNAME"]
-    assert api["MLFLOW_TRACKING_PASSWORD"] == mlflow_env["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    assert mlflow_env["MLFLOW_AUTH_DEFAULT_PERMISSION"] == "READ"
+    assert api["MLFLOW_TRACKING_USERNAME"] == mlflow_env["MLFLOW_SERVICE_USERNAME"] == "airflow"
+    assert api["MLFLOW_TRACKING_PASSWORD"] == mlflow_env["MLFLOW_SERVICE_PASSWORD"]
+    assert api["MLFLOW_TRACKING_USERNAME"] != mlflow_env["MLFLOW_AUTH_ADMIN_USERNAME"]
     tracking = urlsplit(api["MLFLOW_TRACKING_URI"])
     assert f"{tracking.hostname}:{tracking.port}" in mlflow_env["MLFLOW_ALLOWED_HOSTS"].split(",")
     assert tracking.hostname == "mlflow"
