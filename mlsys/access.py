@@ -4,9 +4,8 @@ Airflow's auth manager, not only a login (docs/deployment.md, "Roles").
 `/mlsys/score` scores leads now, as a run of the `score_on_demand` DAG would: it needs the
 right to trigger that DAG (POST on its runs); `/mlsys/model` only describes the champion: it
 needs the right to read that DAG's runs. With the FAB auth manager of the compose stack that
-is Op or Admin for scoring, any role from Viewer up for the model; a custom role granting only
-`score_on_demand` works too (FAB's per-DAG permissions). With the simple auth manager of the
-laptop path the one user is admin and may do both.
+is Op or Admin for scoring, any role from Viewer up for the model. With the simple auth manager
+of the laptop path the one user is admin and may do both.
 
 No `from __future__ import annotations` here: FastAPI reads the dependency's signature, and
 the classes imported inside the factory must be real objects there, not strings.
