@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, dag, task
 
-from mlsys.airflow_support import DEFAULT_ARGS, SCORED_LEADS_URI
+from mlsys.airflow_support import PIPELINE_ARGS, SCORED_LEADS_URI
 
 SCORED_LEADS = Asset(SCORED_LEADS_URI)
 
@@ -24,7 +24,7 @@ SCORED_LEADS = Asset(SCORED_LEADS_URI)
     catchup=False,
     # Runs only on events; active when created so the first publish is followed.
     is_paused_upon_creation=False,
-    default_args=DEFAULT_ARGS,
+    default_args=PIPELINE_ARGS,
     tags=["mlsys", "scoring", "export"],
     doc_md=__doc__,
 )

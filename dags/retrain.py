@@ -32,8 +32,8 @@ from airflow.sdk import Asset, Param, dag, task
 
 from mlsys.airflow_support import (
     CHAMPION_URI,
-    DEFAULT_ARGS,
     MODEL_URI,
+    PIPELINE_ARGS,
     TRAINING_SNAPSHOTS_URI,
     WAREHOUSE_POOL,
 )
@@ -54,7 +54,7 @@ CHAMPION = Asset(CHAMPION_URI)
     is_paused_upon_creation=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=3),
-    default_args=DEFAULT_ARGS,
+    default_args=PIPELINE_ARGS,
     tags=["mlsys", "training"],
     doc_md=__doc__,
     params={

@@ -33,11 +33,12 @@ from datetime import timedelta
 from airflow.sdk import Asset, Param, dag, task
 
 from mlsys.airflow_support import (
-    DEFAULT_ARGS,
     LEAD_FEATURES_URI,
+    PIPELINE_ARGS,
     REGISTRY_RETRY_ARGS,
     SCORED_LEADS_URI,
     WAREHOUSE_POOL,
+    nightly_deadline,
 )
 
 LEAD_FEATURES = Asset(LEAD_FEATURES_URI)
@@ -54,7 +55,8 @@ SCORED_LEADS = Asset(SCORED_LEADS_URI)
     is_paused_upon_creation=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=2),
-    default_args=DEFAULT_ARGS,
+    deadline=nightly_deadline(),
+    default_args=PIPELINE_ARGS,
     tags=["mlsys", "scoring", "nightly"],
     doc_md=__doc__,
     params={

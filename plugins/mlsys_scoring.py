@@ -2,7 +2,7 @@
 
 Both need Airflow authentication (a JWT from `POST /auth/token` as `Authorization: Bearer`, or
 the UI's session cookie): Airflow does not protect plugin apps by itself, so the app carries
-`requires_authenticated()` as a dependency of every route. The scorer is the one the
+`mlsys.access.requires_on_demand_access()`, a permission check. The scorer is the one the
 `score_on_demand` DAG uses (`mlsys.on_demand.Scorer`), kept hot in the api-server process:
 champion, compiled feature SQL and published features stay in memory between requests.
 
@@ -49,19 +49,19 @@ def build_app() -> Any:
     import json
     import logging
 
-    from airflow.api_fastapi.core_api.security import requires_authenticated
     from fastapi import Depends, FastAPI, Request
     from fastapi.responses import JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
 
     from mlsys import on_demand
+    from mlsys.access import requires_on_demand_access
 
     log = logging.getLogger("mlsys.plugin")
     scorer = on_demand.get_scorer()
     app = FastAPI(
         title="mlsys on-demand scoring",
         description="Scores leads with the champion model, synchronously (see mlsys/on_demand.py).",
-        dependencies=[Depends(requires_authenticated())],
+        dependencies=[Depends(requires_on_demand_access())],
     )
 
     def error_response(exc: on_demand.ScoringError) -> JSONResponse:
