@@ -71,6 +71,16 @@ class Clone:
             timeout=timeout,
         )
 
+    def sh_again_if_locked(self, command: str, tries: int = 3) -> subprocess.CompletedProcess[str]:
+        """`sh`, run again as docs/operating.md says when SQLite refused a write racing the
+        scheduler's ("database is locked": Airflow removes the half-made backfill first)."""
+        for _ in range(tries - 1):
+            done = self.sh(command)
+            if done.returncode == 0 or "database is locked" not in done.stderr:
+                return done
+            time.sleep(3.0)
+        return self.sh(command)
+
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         return list(self.local.api("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100")["dag_runs"])
 
@@ -193,7 +203,7 @@ def test_backfill_three_nights_one_already_scored_then_the_consumer(clone: Clone
         return done
 
     # One night first: the night the range below finds already scored.
-    first = clone.sh(BACKFILL_ONE)
+    first = clone.sh_again_if_locked(BACKFILL_ONE)
     assert first.returncode == 0, first.stderr[-3000:]
     clone.wait_runs("score_leads", backfilled(1), timeout=600, what="the one-night backfill")
     # One backfill per DAG at a time: the next waits until the scheduler closes this one.
@@ -214,7 +224,7 @@ def test_backfill_three_nights_one_already_scored_then_the_consumer(clone: Clone
     rerun = clone.sh(BACKFILL + REPROCESS + " --dry-run")
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert [f"{n} 02:00:00+00:00" in rerun.stdout for n in NIGHTS] == [True, True, True], rerun.stdout
-    created = clone.sh(BACKFILL)
+    created = clone.sh_again_if_locked(BACKFILL)
     assert created.returncode == 0, created.stderr[-3000:]
     runs = clone.wait_runs("score_leads", backfilled(3), timeout=900, what="the backfill")
     backfills = [r for r in runs if r["run_type"] == "backfill"]
