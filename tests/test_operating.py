@@ -40,6 +40,7 @@ ENV_LINE = "export AIRFLOW_HOME=$PWD/var/airflow"
 TRIGGER = """.venv/bin/airflow dags trigger retrain --conf '{"force": true}'"""
 BAD_TRIGGER = """.venv/bin/airflow dags trigger retrain --conf '{"force": "yes"}'"""
 DAGS_LIST = ".venv/bin/airflow dags list"
+LIST_RUNS = ".venv/bin/airflow dags list-runs retrain"
 DAGS_TEST = ".venv/bin/airflow dags test score_leads 2026-06-01"
 TASKS_TEST = ".venv/bin/airflow tasks test score_leads validate_raw 2026-06-01"
 BACKFILL = (
@@ -134,6 +135,7 @@ def test_the_commands_are_the_documented_ones() -> None:
         TRIGGER,
         BAD_TRIGGER,
         DAGS_LIST,
+        LIST_RUNS,
         DAGS_TEST,
         TASKS_TEST,
         BACKFILL_ONE,
@@ -176,6 +178,8 @@ def test_trigger_retrain_runs_to_success_and_announces_the_champion(clone: Clone
     )
     [run] = runs
     assert (run["run_type"], run["state"], run["conf"]) == ("manual", "success", {"force": True})
+    listed = clone.sh(LIST_RUNS)
+    assert listed.returncode == 0 and run["dag_run_id"] in listed.stdout, listed.stdout[-2000:]
     champion = registry.alias_version(clone.settings, registry.CHAMPION)
     assert champion is not None and str(champion.version) == "1"
     events = clone.local.api("GET", "/api/v2/assets/events?limit=100")["asset_events"]
