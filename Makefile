@@ -48,7 +48,8 @@ bank-demo: $(VENV)/.synced
 	$(VENV)/bin/mlsys score --as-of 2008-11-01
 
 # Same MLSYS_HOME as the demo. AIRFLOW_PORT / MLFLOW_PORT change the ports, MLSYS_UNPAUSE=1|0
-# unpauses|pauses score_leads and retrain (unset: left as they are, paused when new).
+# unpauses|pauses score_leads, retrain, export_top_leads (unset: left as they are, active when
+# new; docs/operating.md). The airflow CLI on it: export AIRFLOW_HOME=$PWD/var/airflow.
 airflow: $(VENV)/.synced
 	$(PY) -m mlsys.local_airflow airflow
 

@@ -9,31 +9,49 @@ challenger (only on the weekly schedule, on drift, without a champion, or with `
 run before anything is trained or promoted; the task log lists each failed expectation.
 
 Trigger by hand: `airflow dags trigger retrain --conf '{"force": true}'` (a conf key other
-than the params below fails the run). A run that fails or is killed before its end leaves
-the `champion` alias where it was: aliases move only after the new version is registered.
-Roll back: point the `champion` alias at an older version in MLflow.
+than the params below fails the run; with no `as_of`, as of today or the landing's
+`complete_as_of` if earlier). Active when created, no start date: the first scheduled run is
+the next Sunday 00:00 UTC, never a past week; a date after the landing's `raw/landing.json`
+`complete_as_of` is skipped (docs/operating.md).
+
+Every registered challenger updates `mlsys://models/lead_scoring` (`extra`: model_name,
+version, promoted, champion_version, as_of); a promotion also updates
+`mlsys://models/lead_scoring/champion` (task `announce_champion`, same `extra`; skipped
+without a promotion), so consumers can key on a new champion.
+
+A run that fails or is killed before its end leaves the `champion` alias where it was:
+aliases move only after the new version is registered. Roll back: point the `champion` alias
+at an older version in MLflow.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
-from mlsys.airflow_support import PIPELINE_ARGS, WAREHOUSE_POOL
+from mlsys.airflow_support import (
+    CHAMPION_URI,
+    MODEL_URI,
+    PIPELINE_ARGS,
+    TRAINING_SNAPSHOTS_URI,
+    WAREHOUSE_POOL,
+)
+from mlsys.settings import Settings
 
-TRAINING_SNAPSHOTS = Asset("mlsys://features/training_snapshots")
-MODEL = Asset("mlsys://models/lead_scoring")
+TRAINING_SNAPSHOTS = Asset(TRAINING_SNAPSHOTS_URI)
+MODEL = Asset(MODEL_URI)
+# Updated by `announce_champion` only when the run promoted (skipped otherwise: no event).
+CHAMPION = Asset(CHAMPION_URI)
 
 
 @dag(
     dag_id="retrain",
     schedule="0 0 * * 0",
-    # Early on purpose: backfills may start here (no catch-up runs: catchup=False).
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    # No start_date: activating the DAG never runs a past week by itself (see doc).
     catchup=False,
+    # Active when created: `airflow dags trigger retrain` runs at once (docs/operating.md).
+    is_paused_upon_creation=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=3),
     default_args=PIPELINE_ARGS,
@@ -50,7 +68,7 @@ MODEL = Asset("mlsys://models/lead_scoring")
         ),
         # The deployment's default classifier (MLSYS_ESTIMATOR, e.g. in a source's env file).
         "estimator": Param(
-            os.environ.get("MLSYS_ESTIMATOR", "").strip() or "logreg",
+            Settings.from_env().estimator,
             enum=["logreg", "hgb"],
             description="Classifier",
         ),
@@ -65,15 +83,23 @@ MODEL = Asset("mlsys://models/lead_scoring")
 def retrain() -> None:
     @task
     def validate_raw(**context: object) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from mlsys import pipeline
-        from mlsys.airflow_support import ConfError, as_of_from_context, check_conf_keys, quiet_logs
+        from mlsys.airflow_support import (
+            ConfError,
+            as_of_from_context,
+            check_conf_keys,
+            not_landed,
+            quiet_logs,
+        )
         from mlsys.validation import DataValidationError
 
         quiet_logs()
         try:
             check_conf_keys(context, {"force", "tune", "use_smote", "class_weights", "estimator", "as_of"})
+            if reason := not_landed(as_of_from_context(context)):
+                raise AirflowSkipException(reason)
             return pipeline.gate_raw(as_of_from_context(context), training=True)
         except ConfError as exc:
             raise AirflowFailException(str(exc)) from None
@@ -129,12 +155,12 @@ def retrain() -> None:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from mlsys import pipeline
-        from mlsys.airflow_support import bool_param
+        from mlsys.airflow_support import bool_param, model_event
 
         if not decision["train"]:
             raise AirflowSkipException(decision["reason"])
         params = context["params"]
-        return pipeline.train_challenger(
+        trained = pipeline.train_challenger(
             date.fromisoformat(built["as_of"]),
             tune=bool_param(params, "tune", False),  # type: ignore[arg-type]
             use_smote=bool_param(params, "use_smote", True),  # type: ignore[arg-type]
@@ -142,12 +168,26 @@ def retrain() -> None:
             estimator=str(params.get("estimator") or "") or None,  # type: ignore[attr-defined]
             trigger="schedule" if decision["reason"].startswith("weekly") else "manual",
         )
+        context["outlet_events"][MODEL].extra = model_event(trained)  # type: ignore[index]
+        return trained
+
+    @task(outlets=[CHAMPION])
+    def announce_champion(trained: dict, **context: object) -> str:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from mlsys.airflow_support import model_event
+
+        extra = model_event(trained)
+        if not extra["promoted"]:
+            raise AirflowSkipException(f"version {extra['version']} was not promoted")
+        context["outlet_events"][CHAMPION].extra = extra  # type: ignore[index]
+        return str(extra["champion_version"])
 
     built = build_training_snapshots()
     validate_raw() >> built
     gate = validate_snapshots(built)
     decision = check_drift(built, gate)
-    train_and_promote(built, decision)
+    announce_champion(train_and_promote(built, decision))
 
 
 retrain()

@@ -10,8 +10,15 @@ partition `scored_leads/score_date=<date>/` atomically -> metrics.
   log lists each failed expectation (column, observed value, unexpected values) and the
   path of the Data Docs. Bad raw data fails before dbt, so it never reaches the warehouse.
 * Re-running a date replaces its partition atomically (stage, then swap).
-* Backfill past dates with `airflow backfill create --dag-id score_leads --from-date ... --to-date ...`;
+* Backfill past nights with `airflow backfill create --dag-id score_leads --from-date A --to-date B`
+  (runs are at 02:00 UTC: a bare `--to-date B` ends with the night before B); nights that
+  already have a run are skipped unless `--reprocess-behavior completed` (docs/operating.md).
   `max_active_runs=1` and the 1-slot `warehouse` pool keep DuckDB writers apart.
+* Active when created, and no start date: the first scheduled run is the next 02:00, never
+  a run for a past night (docs/operating.md, "Paused or not"). A night after the landing's
+  `raw/landing.json` `complete_as_of` is skipped (nothing landed for it).
+* `publish` updates the asset `mlsys://scored_leads` with `extra` = score_date, model_name,
+  model_version, rows, partition: DAGs scheduled on it (`export_top_leads`) follow each night.
 * Override the cut-off with the `as_of` param (YYYY-MM-DD); any other conf key fails the run.
 * No champion yet: `plan_scoring` fails at once, saying to run `retrain`.
 * MLflow unreachable: `plan_scoring` and `score` retry with exponential backoff (4 tries); the
@@ -23,22 +30,29 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
-from mlsys.airflow_support import PIPELINE_ARGS, REGISTRY_RETRY_ARGS, WAREHOUSE_POOL, nightly_deadline
+from mlsys.airflow_support import (
+    LEAD_FEATURES_URI,
+    PIPELINE_ARGS,
+    REGISTRY_RETRY_ARGS,
+    SCORED_LEADS_URI,
+    WAREHOUSE_POOL,
+    nightly_deadline,
+)
 
-LEAD_FEATURES = Asset("mlsys://features/lead_features")
-SCORED_LEADS = Asset("mlsys://scored_leads")
+LEAD_FEATURES = Asset(LEAD_FEATURES_URI)
+SCORED_LEADS = Asset(SCORED_LEADS_URI)
 
 
 @dag(
     dag_id="score_leads",
     schedule="0 2 * * *",
-    # Early on purpose: backfills may start here (no catch-up runs: catchup=False).
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
-    # No automatic catch-up when first unpaused: backfills are explicit (see doc).
+    # No start_date: activating the DAG never runs a past night by itself (with one, the
+    # latest 02:00 would run at once); backfills name their dates. No catch-up (see doc).
     catchup=False,
+    # Active when created: a trigger or backfill runs at once (docs/operating.md).
+    is_paused_upon_creation=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=2),
     deadline=nightly_deadline(),
@@ -57,15 +71,23 @@ SCORED_LEADS = Asset("mlsys://scored_leads")
 def score_leads() -> None:
     @task
     def validate_raw(**context: object) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from mlsys import pipeline
-        from mlsys.airflow_support import ConfError, as_of_from_context, check_conf_keys, quiet_logs
+        from mlsys.airflow_support import (
+            ConfError,
+            as_of_from_context,
+            check_conf_keys,
+            not_landed,
+            quiet_logs,
+        )
         from mlsys.validation import DataValidationError
 
         quiet_logs()
         try:
             check_conf_keys(context, {"as_of"})
+            if reason := not_landed(as_of_from_context(context)):
+                raise AirflowSkipException(reason)
             return pipeline.gate_raw(as_of_from_context(context))
         except ConfError as exc:
             raise AirflowFailException(str(exc)) from None
@@ -128,15 +150,18 @@ def score_leads() -> None:
         return pipeline.score_shard(item["plan"], item["shard"], allow_cached_champion=is_last_try(context))
 
     @task(outlets=[SCORED_LEADS])
-    def publish(shards: list[dict], scored: list[dict]) -> dict:
+    def publish(shards: list[dict], scored: list[dict], **context: object) -> dict:
         from mlsys import pipeline
+        from mlsys.airflow_support import scored_leads_event
 
-        return pipeline.publish_scores(
+        published = pipeline.publish_scores(
             # Index by length: iterating the lazy XCom sequence probes one past its end, which
             # Airflow logs as an error.
             shards[0]["plan"],
             [scored[i] for i in range(len(scored))],
         )
+        context["outlet_events"][SCORED_LEADS].extra = scored_leads_event(published)  # type: ignore[index]
+        return published
 
     built = build_features()
     validate_raw() >> built

@@ -18,6 +18,15 @@ from mlsys.settings import Settings
 WAREHOUSE_POOL = "warehouse"
 OWNER = "mlsys"
 
+# The assets the DAGs update, by URI (the DAG files build `Asset(uri)`): what consumers
+# schedule on. The `extra` of each event is built by the functions below (docs/operating.md).
+SCORED_LEADS_URI = "mlsys://scored_leads"
+LEAD_FEATURES_URI = "mlsys://features/lead_features"
+TRAINING_SNAPSHOTS_URI = "mlsys://features/training_snapshots"
+MODEL_URI = "mlsys://models/lead_scoring"
+# Updated only by a retrain that moved the champion alias.
+CHAMPION_URI = "mlsys://models/lead_scoring/champion"
+
 # Airflow 3.3 reads retry_exponential_backoff as a multiplier: True is 1.0, a constant delay.
 # 2.0 doubles the delay at each retry (Airflow adds up to as much again as deterministic jitter).
 DEFAULT_ARGS: dict[str, Any] = {
@@ -47,15 +56,18 @@ def nightly_deadline() -> Any:
     from when the run was queued, not from its logical date, so a backfill of an old date is
     not late at once. The scheduler finds missed deadlines; the executor runs the callback.
 
-    0 means no deadline: for `airflow dags test score_leads`, since Airflow 3.3's `dag.test()`
-    cannot finish a successful run of a DAG that has one (`mlsys.demo.run_dag` drops it)."""
+    0 means no deadline, and so does no MLSYS_ALERT_WEBHOOK_URL (the laptop's default): its
+    callback only posts there, and Airflow 3.3's `dag.test()` - `airflow dags test
+    score_leads`, `make demo` - cannot finish a successful run of a DAG that has one
+    (`mlsys.demo.run_dag` drops it for its own runs)."""
     from airflow.sdk.definitions.callback import SyncCallback
     from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
-    minutes = Settings.from_env().nightly_deadline_minutes
+    settings = Settings.from_env()
+    minutes = settings.nightly_deadline_minutes
     if minutes < 0:
         raise ValueError(f"MLSYS_NIGHTLY_DEADLINE_MINUTES must be positive (0: none), got {minutes}")
-    if minutes == 0:
+    if minutes == 0 or not settings.alert_webhook_url:
         return None
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
@@ -83,7 +95,8 @@ class ConfError(ValueError):
 
 def as_of_from_context(context: dict[str, Any]) -> date:
     """The feature cut-off of a run: `params.as_of` when given, else the logical date (a
-    scheduled or backfill run), else the moment the run was triggered (manual, no date)."""
+    scheduled or backfill run), else - a manual run without a date - the day it was triggered,
+    or the landing's ``complete_as_of`` when that is earlier (`Settings.default_as_of`)."""
     params = context.get("params") or {}
     override = params.get("as_of")
     if override:
@@ -92,12 +105,32 @@ def as_of_from_context(context: dict[str, Any]) -> date:
         except ValueError as exc:
             raise ConfError(f"params.as_of must be a date YYYY-MM-DD, got {str(override)[:60]!r}") from exc
     logical: datetime | None = context.get("logical_date")
-    if logical is None:
-        dag_run = context.get("dag_run")
-        logical = getattr(dag_run, "run_after", None)
-    if logical is None:
+    if logical is not None:
+        return logical.date()
+    run_after: datetime | None = getattr(context.get("dag_run"), "run_after", None)
+    if run_after is None:
         raise ConfError("the run has neither params.as_of nor a logical date")
-    return logical.date()
+    from mlsys.settings import Settings
+
+    return Settings.from_env().default_as_of(run_after.date())
+
+
+def not_landed(as_of: date) -> str | None:
+    """Why a DAG run of `as_of` has nothing to do, or None: its date is after the landing
+    manifest's ``complete_as_of`` (Settings.landing_manifest). The DAGs skip such a run: on a
+    frozen export (the demo's) the nightly tick of a laptop left running, and the latest night
+    that Airflow runs after a backfill (catchup=False), would otherwise score or train on weeks
+    that never landed. Without a manifest every date counts as landed."""
+    from mlsys.settings import Settings
+
+    settings = Settings.from_env()
+    complete = settings.landing_complete_as_of()
+    if complete is None or as_of <= complete:
+        return None
+    return (
+        f"nothing landed for {as_of}: {settings.landing_manifest} says the export is complete as of "
+        f"{complete} (give params.as_of, or land newer data)"
+    )
 
 
 def is_last_try(context: dict[str, Any]) -> bool:
@@ -124,6 +157,47 @@ def check_conf_keys(context: dict[str, Any], allowed: set[str]) -> None:
     if unknown:
         shown = ", ".join(repr(k[:60]) for k in unknown[:5])
         raise ConfError(f"unknown conf key(s) {shown}; this DAG takes {', '.join(sorted(allowed)) or 'none'}")
+
+
+def scored_leads_event(published: dict[str, Any]) -> dict[str, Any]:
+    """The `extra` of a scored_leads event, from `pipeline.publish_scores`' result: which night,
+    which model, how many rows - what a consumer keys on without reading the table."""
+    return {
+        "score_date": published["as_of"],
+        "model_name": published["model_name"],
+        "model_version": str(published["model_version"]),
+        "rows": int(published["rows"]),
+        "partition": published["partition_relative"],
+    }
+
+
+def model_event(trained: dict[str, Any]) -> dict[str, Any]:
+    """The `extra` of a model event (every registered challenger), from
+    `pipeline.train_challenger`' result."""
+    return {
+        "model_name": trained["model_name"],
+        "version": str(trained["version"]),
+        "promoted": bool(trained["promoted"]),
+        "champion_version": trained["champion_version"],
+        "as_of": trained["as_of"],
+    }
+
+
+def score_dates_of_events(events: Any) -> list[date]:
+    """The distinct score dates of triggering scored_leads events, oldest first (several
+    publishes can land in one consumer run). An event without one is refused by name."""
+    dates = set()
+    for event in events:
+        extra = getattr(event, "extra", None) or {}
+        raw = extra.get("score_date")
+        try:
+            dates.add(date.fromisoformat(str(raw)))
+        except ValueError:
+            raise ConfError(
+                f"a scored_leads event from {getattr(event, 'source_dag_id', '?')} has no score_date "
+                f"in its extra ({str(extra)[:120]})"
+            ) from None
+    return sorted(dates)
 
 
 def run_id_from_context(context: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 from mlsys.settings import Settings
@@ -23,10 +23,6 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from exc
-
-
-def _today() -> date:
-    return datetime.now(UTC).date()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("drift", "drift of the features against the champion's training data"),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("--as-of", type=_date, default=None, help="feature cut-off (default: today UTC)")
+        p.add_argument(
+            "--as-of",
+            type=_date,
+            default=None,
+            help="feature cut-off (default: today UTC, or raw/landing.json if earlier)",
+        )
         if name in ("features", "validate"):
             p.add_argument("--training", action="store_true", help="the training snapshots mart")
         if name == "score":
@@ -156,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
     from mlsys import pipeline
 
     settings = Settings.from_env()
-    as_of = getattr(args, "as_of", None) or _today()
+    as_of = getattr(args, "as_of", None) or settings.default_as_of()
     if args.command == "generate":
         from mlsys.generate import generate
 

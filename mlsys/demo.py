@@ -23,9 +23,11 @@ def run_dag(
 ) -> Any:
     """Run one DAG in this process with `dag.test()`; raises when the run does not succeed
     (`check=False`: returns the run whatever its state)."""
+    from airflow.configuration import conf as airflow_conf
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    # The folder airflow.cfg names (mlsys.airflow_env): the same DAGs `make airflow` runs.
+    bag = DagBag(dag_folder=airflow_conf.get("core", "dags_folder"))
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
     dag = bag.dags[dag_id]
@@ -74,16 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     print("running DAG score_leads through Airflow ...", flush=True)
     run_dag("score_leads", DEMO_END_DATE)
 
-    import duckdb
-
-    from mlsys import registry
+    from mlsys import bi, registry
 
     champion = registry.alias_version(settings, registry.CHAMPION)
     if champion is None:
         raise RuntimeError("retrain finished but no model holds the champion alias")
     run = registry.client(settings).get_run(champion.run_id)
     partition = settings.partition_dir(DEMO_END_DATE)
-    con = duckdb.connect(str(settings.bi_database), read_only=True)
+    con = bi.connect(settings)
     rows, mean = con.execute(
         "select count(*), avg(score) from scored_leads where score_date = ?", [DEMO_END_DATE]
     ).fetchone() or (0, 0.0)
@@ -95,12 +95,15 @@ def main(argv: list[str] | None = None) -> int:
         f"holdout ROC AUC {run.data.metrics['roc_auc']:.3f}, ECE {run.data.metrics['ece']:.3f}"
     )
     print(f"MLflow:     {settings.mlflow_tracking_uri}")
-    print("query it:")
+    print("query it (docs/bi.md):")
     print(
         f'  .venv/bin/python -c "import duckdb; duckdb.sql(\\"select lead_id, score, score_band, '  # noqa: S608 - printed for the user, never executed
         f"top_reasons from read_parquet('{partition}/*.parquet') order by score desc limit 10\\\").show()\""
     )
-    print(f"  or attach {settings.bi_database} in any DuckDB client: select * from scored_leads_latest")  # noqa: S608 - printed for the user, never executed
+    views = "select * from scored_leads_latest"
+    print(f"  or open {settings.bi_database} with file_search_path = {settings.data_dir}: {views}")
+    airflow_home = settings.home / "airflow"
+    print(f"the airflow CLI on this instance (docs/operating.md): export AIRFLOW_HOME={airflow_home}")
     return 0
 
 

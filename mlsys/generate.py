@@ -41,6 +41,7 @@ memory stays bounded at 1M leads / 30M activities. All randomness comes from one
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -596,6 +597,9 @@ def generate(
         )
     truth_path = out_dir / "ground_truth" / "ground_truth.parquet"
     _write(pa.concat_tables(truth_parts), truth_path)
+    # The landing is complete for a cut-off of end_date (Settings.default_as_of): a run given no
+    # date scores this export as of end_date, not as of a today it never reached.
+    (out_dir / "raw" / "landing.json").write_text(json.dumps({"complete_as_of": end_date.isoformat()}) + "\n")
 
     return GenerateResult(
         out_dir=out_dir,

@@ -1,7 +1,7 @@
 """`make airflow` and `make mlflow`: the UIs on a laptop, on the demo's own state.
 
 `make airflow` runs the api-server (UI and REST on 127.0.0.1:8080), scheduler, dag-processor
-and triggerer on the embedded defaults of `mlsys.airflow_env` - the same Airflow home,
+and triggerer on the airflow.cfg of `mlsys.airflow_env` - the same Airflow home,
 MLflow store, warehouse and data folder as `make demo` - so the demo's runs, the registered
 model and the scored partitions are all there. The login (user `admin`, a password generated
 on first start) lives in `$MLSYS_HOME/airflow/simple_auth_manager_passwords.json`.
@@ -31,16 +31,18 @@ from types import FrameType
 from typing import IO, Any
 
 from mlsys.airflow_env import (
+    airflow_cfg,
     dbt_docs_dir,
     gx_data_docs_dir,
     init_airflow,
     passwords_file,
-    server_environ,
+    process_environ,
     ui_login,
 )
 from mlsys.settings import Settings
 
-DAG_IDS = ("score_leads", "retrain")
+# The DAGs MLSYS_UNPAUSE acts on and the start waits for (score_on_demand runs only when asked).
+DAG_IDS = ("score_leads", "retrain", "export_top_leads")
 MLFLOW_UI_URL = "http://127.0.0.1:5000"
 UNPAUSE_VARIABLE = "MLSYS_UNPAUSE"
 # The last line printed once everything is up (tests wait for it).
@@ -53,7 +55,8 @@ class LaunchError(RuntimeError):
 
 def unpause_setting(value: str | None) -> bool | None:
     """`MLSYS_UNPAUSE`: 1 unpauses the DAGs, 0 pauses them, unset leaves them as they are
-    (paused when new: a first start never runs anything by surprise)."""
+    (active when new: a trigger or backfill runs at once, and activation never runs a past
+    night; docs/operating.md, "Paused or not")."""
     raw = (value or "").strip().lower()
     if not raw:
         return None
@@ -108,8 +111,7 @@ class LocalAirflow:
         self.docs = docs
         self.log_dir = settings.home / "airflow" / "logs"
         self.env = {
-            **os.environ,
-            **server_environ(settings, host=host, port=port),
+            **process_environ(settings),
             # Read by plugins/mlsys_ui_links.py for the UI's MLflow link.
             "MLSYS_MLFLOW_UI_URL": mlflow_url,
         }
@@ -140,7 +142,8 @@ class LocalAirflow:
             ui_login(self.settings)
             self.log_dir.mkdir(parents=True, exist_ok=True)
             try:
-                init_airflow(self.settings)
+                # airflow.cfg with this start's address: tasks reach the execution API there.
+                init_airflow(self.settings, host=self.host, port=self.port)
             except subprocess.CalledProcessError as exc:
                 output = (exc.stderr or exc.stdout or b"").decode(errors="replace")
                 raise LaunchError(f"airflow {' '.join(exc.cmd[1:])} failed:\n{_tail(output)}") from exc
@@ -386,7 +389,7 @@ def _describe_dags(dags: dict[str, dict[str, Any]]) -> list[str]:
     for dag_id, dag in dags.items():
         schedule = dag.get("timetable_summary") or dag.get("timetable_description") or "-"
         state = "paused" if dag.get("is_paused") else "active"
-        lines.append(f"{dag_id:<12} {schedule:<12} {state}")
+        lines.append(f"{dag_id:<16} {schedule:<12} {state}")
     return lines
 
 
@@ -414,8 +417,10 @@ def run_airflow(args: argparse.Namespace) -> int:
                         f"Airflow UI  {local.url}",
                         f"login       {user} / {password}   (kept in {passwords_file(settings)})",
                         "DAGs        " + "\n            ".join(_describe_dags(dags)),
-                        f"            {UNPAUSE_VARIABLE}=1 make airflow runs them on schedule, "
-                        f"{UNPAUSE_VARIABLE}=0 pauses them",
+                        "            active: triggers and backfills run at once, schedules while up; "
+                        f"{UNPAUSE_VARIABLE}=0 make airflow pauses them",
+                        f"CLI         export AIRFLOW_HOME={airflow_cfg(settings).parent}   "
+                        "(then .venv/bin/airflow ..., docs/operating.md)",
                         f"docs        {docs}",
                         f"            GX Data Docs: {gx_data_docs_dir(settings) / 'index.html'}",
                         "            both, and MLflow, are in the Docs menu of the UI",

@@ -173,13 +173,17 @@ def train_challenger(
         calibration_folds=settings.calibration_folds,
     )
     result = train(as_of, settings, config, do_tune=tune, trigger=trigger)
+    champion = registry.alias_version(settings, registry.CHAMPION)
     if str(result.version).isdigit():
         from mlsys import metrics
 
         # Lets the Model dashboard tell which version each holdout AUC belongs to.
         metrics.gauge("train.model_version", int(result.version), settings)
     return {
+        "as_of": as_of.isoformat(),
+        "model_name": settings.model_name,
         "version": result.version,
+        "champion_version": None if champion is None else str(champion.version),
         "run_id": result.run_id,
         "promoted": result.decision.promote,
         "reasons": result.decision.reasons,
@@ -259,6 +263,8 @@ def publish_scores(
         "model_version": result.model_version,
         "shards": score_plan.n_shards,
         "partition": str(target),
+        # Relative to the data folder: the same on every host that mounts it (asset events).
+        "partition_relative": target.relative_to(settings.data_dir).as_posix(),
         "bi_database": str(settings.bi_database),
     }
 

@@ -6,8 +6,8 @@ Two steps, so a failure or a kill at any moment leaves readers on the last good 
    with the champion (version pinned at the start), write a staging folder outside the
    table. Memory is one batch plus 8 bytes per lead for the score ranks.
 2. ``publish``: swap the staging folder into ``scored_leads/score_date=D/`` atomically
-   (Linux renameat2 RENAME_EXCHANGE; a rename when the partition is new) and refresh the
-   BI view file.
+   (Linux renameat2 RENAME_EXCHANGE; a rename when the partition is new); the BI view file
+   (mlsys.bi) needs no refresh: its views glob the partitions at every query.
 """
 
 from __future__ import annotations
@@ -37,6 +37,11 @@ from mlsys.settings import Settings
 log = logging.getLogger(__name__)
 
 PART_FILE = "part-00000.parquet"
+# Rows per Parquet row group of a published partition, whatever MLSYS_SCORE_BATCH_SIZE is:
+# DuckDB's own row-group size (120 x 2048 rows), the unit its scans run in parallel and skip
+# by min/max statistics, and above the ~100k rows DuckDB, Polars and Arrow read efficiently
+# (docs/bi.md).
+ROW_GROUP_ROWS = 122_880
 REASON_TYPE = pa.list_(pa.struct([("feature", pa.string()), ("contribution", pa.float64())]))
 COLUMN_DOCS = {
     "lead_id": "CRM identifier of the lead.",
@@ -321,6 +326,8 @@ def _write_ranked(parts: list[Path], out: Path, sorted_scores: np.ndarray, batch
     """Add score_percentile in a second streaming pass: the share of that night's leads
     scoring at or below this one, x100 (ties share a percentile; the best lead is 100)."""
     denominator = max(1, len(sorted_scores))
+    pending: list[pa.Table] = []
+    pending_rows = 0
     with pq.ParquetWriter(out, SCORED_SCHEMA, compression="zstd") as writer:
         for part in parts:
             for batch in _streamed(part).iter_batches(batch_size=batch_size):
@@ -328,7 +335,16 @@ def _write_ranked(parts: list[Path], out: Path, sorted_scores: np.ndarray, batch
                 rank = np.searchsorted(sorted_scores, scores, side="right")
                 columns = {name: batch.column(name) for name in batch.schema.names}
                 columns["score_percentile"] = pa.array(rank / denominator * 100.0, pa.float64())
-                writer.write_table(pa.table([columns[f.name] for f in SCORED_SCHEMA], schema=SCORED_SCHEMA))
+                pending.append(pa.table([columns[f.name] for f in SCORED_SCHEMA], schema=SCORED_SCHEMA))
+                pending_rows += batch.num_rows
+                # Whole row groups of ROW_GROUP_ROWS; at most one group (+ a batch) in memory.
+                while pending_rows >= ROW_GROUP_ROWS:
+                    buffered = pa.concat_tables(pending)
+                    writer.write_table(buffered.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
+                    rest = buffered.slice(ROW_GROUP_ROWS)
+                    pending, pending_rows = [rest], rest.num_rows
+        if pending_rows:
+            writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
 
 
 def _clean_stale_staging(settings: Settings, as_of: date) -> None:
@@ -380,7 +396,10 @@ def publish(as_of: date, staging: Path, settings: Settings | None = None) -> Pat
     else:
         os.rename(staging, target)
     _fsync_dir(target.parent)
-    refresh_bi_views(settings)
+    from mlsys import bi
+
+    # Never opens the file BI readers hold; writes it (aside, then renamed) only when missing.
+    bi.ensure_view_file(settings)
     log.info("published %s", target)
     return target
 
@@ -391,23 +410,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def refresh_bi_views(settings: Settings) -> Path:
-    """A DuckDB file with views over every partition, for BI tools to attach."""
-    import duckdb
-
-    glob = str(settings.scored_dir / "*" / "*.parquet").replace("'", "''")
-    with duckdb.connect(str(settings.bi_database)) as con:
-        con.execute(
-            f"create or replace view scored_leads as select * from read_parquet('{glob}', "
-            "hive_partitioning = true, hive_types = {'score_date': date})"
-        )
-        con.execute(
-            "create or replace view scored_leads_latest as select * from scored_leads "
-            "where score_date = (select max(score_date) from scored_leads)"
-        )
-    return settings.bi_database
 
 
 def read_partition(settings: Settings, as_of: date) -> Any:

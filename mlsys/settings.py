@@ -5,25 +5,66 @@ Defaults are the embedded (laptop) setup: everything under ``$MLSYS_HOME``
 ``mlflow.db`` + ``mlartifacts/``, dbt's ``target/``.
 Paths are resolved against the current working directory at the time ``Settings.from_env``
 runs, so the same code works from a clone, from a test's temporary folder and in Docker.
+
+A process without ``MLSYS_HOME`` that runs under an Airflow home written by mlsys (an
+``airflow`` CLI command after ``export AIRFLOW_HOME=$PWD/var/airflow``) takes the settings
+recorded in that home's ``airflow.cfg`` (section ``[mlsys]``, written by
+``mlsys.airflow_env`` from the environment of ``make demo`` / ``make airflow``); a variable
+set in its own environment still wins. The environment stays the one place each setting is
+given: the section is a copy of it for the processes that did not inherit it.
 """
 
 from __future__ import annotations
 
+import configparser
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The section of airflow.cfg that records the settings of the home (see the module doc).
+AIRFLOW_CFG_SECTION = "mlsys"
 
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
+def airflow_cfg_path(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The airflow.cfg Airflow reads in this environment, or None without an Airflow home."""
+    environ = os.environ if environ is None else environ
+    explicit = environ.get("AIRFLOW_CONFIG", "").strip()
+    if explicit:
+        return Path(explicit).expanduser()
+    home = environ.get("AIRFLOW_HOME", "").strip()
+    return Path(home).expanduser() / "airflow.cfg" if home else None
+
+
+def recorded_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The ``[mlsys]`` settings recorded in the Airflow home's airflow.cfg, as environment
+    variables; empty when ``MLSYS_HOME`` is set (the environment is then the whole truth) or
+    there is no such section."""
+    environ = os.environ if environ is None else environ
+    if environ.get("MLSYS_HOME", "").strip():
+        return {}
+    path = airflow_cfg_path(environ)
+    if path is None or not path.is_file():
+        return {}
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path)
+    except configparser.Error:
+        return {}
+    if not parser.has_section(AIRFLOW_CFG_SECTION):
+        return {}
+    return {key.upper(): value for key, value in parser.items(AIRFLOW_CFG_SECTION) if value.strip()}
+
+
+def _env(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip()
     return value or default
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
@@ -32,8 +73,8 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
+def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
@@ -133,6 +174,37 @@ class Settings:
         return self.data_dir / "gx"
 
     @property
+    def landing_manifest(self) -> Path:
+        """Optional, written by whoever lands the export: ``{"complete_as_of": "YYYY-MM-DD"}``,
+        the latest cut-off the landed data is complete for (the generator writes its end date)."""
+        return self.raw_dir / "landing.json"
+
+    def landing_complete_as_of(self) -> date | None:
+        """The landing manifest's ``complete_as_of``; None without a manifest."""
+        import json
+
+        try:
+            manifest = json.loads(self.landing_manifest.read_text())
+            return date.fromisoformat(str(manifest["complete_as_of"]))
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(
+                f"{self.landing_manifest} must be a JSON object with complete_as_of = YYYY-MM-DD: {exc}"
+            ) from exc
+
+    def default_as_of(self, today: date | None = None) -> date:
+        """The cut-off of a run given no date (a manual trigger without a logical date or
+        ``as_of``, the CLI without ``--as-of``): today (UTC), or the landing's
+        ``complete_as_of`` when that is earlier - a frozen export such as the demo's, where
+        "as of today" would ask for weeks of data that never landed."""
+        from datetime import UTC, datetime
+
+        today = today or datetime.now(UTC).date()
+        complete = self.landing_complete_as_of()
+        return today if complete is None else min(today, complete)
+
+    @property
     def bi_database(self) -> Path:
         return self.data_dir / "scored_leads.duckdb"
 
@@ -156,43 +228,82 @@ class Settings:
     def partition_dir(self, score_date: date) -> Path:
         return self.scored_dir / f"score_date={score_date.isoformat()}"
 
+    def environ(self) -> dict[str, str]:
+        """These settings as the environment variables `from_env` reads, paths absolute: what
+        the launchers pass to Airflow and record in airflow.cfg (``from_env`` of the result
+        gives these settings back)."""
+        values: dict[str, object] = {
+            "MLSYS_HOME": self.home,
+            "MLSYS_DATA_DIR": self.data_dir,
+            "MLSYS_WAREHOUSE": self.warehouse,
+            "MLSYS_MLFLOW_ARTIFACTS": self.mlflow_artifact_root,
+            "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
+            "MLSYS_DBT_PROJECT_DIR": self.dbt_project_dir,
+            "MLSYS_GX_CONTEXT_DIR": self.gx_context_dir,
+            "MLSYS_MODEL_NAME": self.model_name,
+            "MLSYS_ESTIMATOR": self.estimator,
+            "MLSYS_SPLIT": self.training_split,
+            "MLSYS_CALIBRATION": self.calibration,
+            "MLSYS_CALIBRATION_FOLDS": self.calibration_folds,
+            "MLSYS_EXPERIMENT": self.experiment_name,
+            "MLSYS_ACTIVITY_PARTITIONS": self.activity_partitions,
+            "MLSYS_HORIZON_DAYS": self.horizon_days,
+            "MLSYS_SNAPSHOT_WEEKS": self.snapshot_weeks,
+            "MLSYS_SCORE_BATCH_SIZE": self.score_batch_size,
+            "MLSYS_SCORE_SHARDS": self.score_shards,
+            "MLSYS_STATSD_HOST": self.statsd_host,
+            "MLSYS_STATSD_PORT": self.statsd_port,
+            "MLSYS_STATSD_PREFIX": self.statsd_prefix,
+            "MLSYS_PROMOTION_MARGIN": self.promotion_margin,
+            "MLSYS_MAX_ECE": self.max_calibration_error,
+            "MLSYS_ROW_DROP_MAX_SHARE": self.row_drop_max_share,
+            "MLSYS_CONVERSIONS": self.conversions_glob,
+            "MLSYS_ON_DEMAND_MAX_LEADS": self.on_demand_max_leads,
+            "MLSYS_ON_DEMAND_REFRESH_SECONDS": self.on_demand_refresh_seconds,
+            # A webhook URL can carry a token: airflow.cfg, where it is recorded, is mode 0600.
+            "MLSYS_ALERT_WEBHOOK_URL": self.alert_webhook_url,
+            "MLSYS_NIGHTLY_DEADLINE_MINUTES": self.nightly_deadline_minutes,
+        }
+        return {name: str(value) for name, value in values.items()}
+
     @classmethod
     def from_env(cls) -> Settings:
-        var_dir = Path(_env("MLSYS_HOME", "var")).resolve()
-        data_dir = Path(_env("MLSYS_DATA_DIR", str(var_dir / "data"))).resolve()
-        warehouse = Path(_env("MLSYS_WAREHOUSE", str(var_dir / "warehouse.duckdb"))).resolve()
-        artifact_root = Path(_env("MLSYS_MLFLOW_ARTIFACTS", str(var_dir / "mlartifacts"))).resolve()
-        tracking_uri = _env("MLFLOW_TRACKING_URI", f"sqlite:///{var_dir / 'mlflow.db'}")
+        env = {**recorded_environ(), **os.environ}
+        var_dir = Path(_env(env, "MLSYS_HOME", "var")).resolve()
+        data_dir = Path(_env(env, "MLSYS_DATA_DIR", str(var_dir / "data"))).resolve()
+        warehouse = Path(_env(env, "MLSYS_WAREHOUSE", str(var_dir / "warehouse.duckdb"))).resolve()
+        artifact_root = Path(_env(env, "MLSYS_MLFLOW_ARTIFACTS", str(var_dir / "mlartifacts"))).resolve()
+        tracking_uri = _env(env, "MLFLOW_TRACKING_URI", f"sqlite:///{var_dir / 'mlflow.db'}")
         return cls(
             home=var_dir,
             data_dir=data_dir,
             warehouse=warehouse,
             mlflow_tracking_uri=tracking_uri,
             mlflow_artifact_root=artifact_root,
-            dbt_project_dir=Path(_env("MLSYS_DBT_PROJECT_DIR", str(REPO_ROOT / "sql"))).resolve(),
+            dbt_project_dir=Path(_env(env, "MLSYS_DBT_PROJECT_DIR", str(REPO_ROOT / "sql"))).resolve(),
             gx_context_dir=Path(
-                _env("MLSYS_GX_CONTEXT_DIR", str(REPO_ROOT / "great_expectations"))
+                _env(env, "MLSYS_GX_CONTEXT_DIR", str(REPO_ROOT / "great_expectations"))
             ).resolve(),
-            model_name=_env("MLSYS_MODEL_NAME", "lead_scoring"),
-            estimator=_env("MLSYS_ESTIMATOR", "logreg"),
-            training_split=_env("MLSYS_SPLIT", "time"),
-            calibration=_env("MLSYS_CALIBRATION", "isotonic"),
-            calibration_folds=_env_int("MLSYS_CALIBRATION_FOLDS", 0),
-            experiment_name=_env("MLSYS_EXPERIMENT", "lead_scoring"),
-            activity_partitions=_env_int("MLSYS_ACTIVITY_PARTITIONS", 0),
-            horizon_days=_env_int("MLSYS_HORIZON_DAYS", 30),
-            snapshot_weeks=_env_int("MLSYS_SNAPSHOT_WEEKS", 12),
-            score_batch_size=_env_int("MLSYS_SCORE_BATCH_SIZE", 100_000),
-            score_shards=_env_int("MLSYS_SCORE_SHARDS", 1),
-            statsd_host=_env("MLSYS_STATSD_HOST", "127.0.0.1"),
-            statsd_port=_env_int("MLSYS_STATSD_PORT", 8125),
-            statsd_prefix=_env("MLSYS_STATSD_PREFIX", "mlsys"),
-            promotion_margin=_env_float("MLSYS_PROMOTION_MARGIN", 0.005),
-            max_calibration_error=_env_float("MLSYS_MAX_ECE", 0.05),
-            row_drop_max_share=_env_float("MLSYS_ROW_DROP_MAX_SHARE", 0.5),
-            conversions_glob=_env("MLSYS_CONVERSIONS", "raw/conversions/*.parquet"),
-            on_demand_max_leads=_env_int("MLSYS_ON_DEMAND_MAX_LEADS", 100),
-            on_demand_refresh_seconds=_env_float("MLSYS_ON_DEMAND_REFRESH_SECONDS", 5.0),
-            alert_webhook_url=_env("MLSYS_ALERT_WEBHOOK_URL", ""),
-            nightly_deadline_minutes=_env_float("MLSYS_NIGHTLY_DEADLINE_MINUTES", 60.0),
+            model_name=_env(env, "MLSYS_MODEL_NAME", "lead_scoring"),
+            estimator=_env(env, "MLSYS_ESTIMATOR", "logreg"),
+            training_split=_env(env, "MLSYS_SPLIT", "time"),
+            calibration=_env(env, "MLSYS_CALIBRATION", "isotonic"),
+            calibration_folds=_env_int(env, "MLSYS_CALIBRATION_FOLDS", 0),
+            experiment_name=_env(env, "MLSYS_EXPERIMENT", "lead_scoring"),
+            activity_partitions=_env_int(env, "MLSYS_ACTIVITY_PARTITIONS", 0),
+            horizon_days=_env_int(env, "MLSYS_HORIZON_DAYS", 30),
+            snapshot_weeks=_env_int(env, "MLSYS_SNAPSHOT_WEEKS", 12),
+            score_batch_size=_env_int(env, "MLSYS_SCORE_BATCH_SIZE", 100_000),
+            score_shards=_env_int(env, "MLSYS_SCORE_SHARDS", 1),
+            statsd_host=_env(env, "MLSYS_STATSD_HOST", "127.0.0.1"),
+            statsd_port=_env_int(env, "MLSYS_STATSD_PORT", 8125),
+            statsd_prefix=_env(env, "MLSYS_STATSD_PREFIX", "mlsys"),
+            promotion_margin=_env_float(env, "MLSYS_PROMOTION_MARGIN", 0.005),
+            max_calibration_error=_env_float(env, "MLSYS_MAX_ECE", 0.05),
+            row_drop_max_share=_env_float(env, "MLSYS_ROW_DROP_MAX_SHARE", 0.5),
+            conversions_glob=_env(env, "MLSYS_CONVERSIONS", "raw/conversions/*.parquet"),
+            on_demand_max_leads=_env_int(env, "MLSYS_ON_DEMAND_MAX_LEADS", 100),
+            on_demand_refresh_seconds=_env_float(env, "MLSYS_ON_DEMAND_REFRESH_SECONDS", 5.0),
+            alert_webhook_url=_env(env, "MLSYS_ALERT_WEBHOOK_URL", ""),
+            nightly_deadline_minutes=_env_float(env, "MLSYS_NIGHTLY_DEADLINE_MINUTES", 60.0),
         )

@@ -27,7 +27,9 @@ os.environ["MLSYS_SNAPSHOT_WEEKS"] = "8"
 from mlsys.airflow_env import airflow_environ  # noqa: E402
 from mlsys.settings import Settings  # noqa: E402
 
+# Writes the session home's airflow.cfg (what Airflow reads) and points this process at it.
 os.environ.update(airflow_environ(Settings.from_env()))
+os.environ.pop("AIRFLOW_CONFIG", None)
 
 AS_OF = date(2026, 6, 1)
 TEST_LEADS = 3000

@@ -10,7 +10,7 @@ import pytest
 from mlsys.settings import REPO_ROOT
 
 DAG_FILES = sorted((REPO_ROOT / "dags").glob("*.py"))
-EXPECTED = {"score_leads", "retrain", "score_on_demand"}
+EXPECTED = {"score_leads", "retrain", "score_on_demand", "export_top_leads"}
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,8 @@ def test_dag_metadata(dagbag, dag_id: str) -> None:
     dag = dagbag.dags[dag_id]
     assert dag.tags, f"{dag_id} has no tags"
     assert dag.doc_md and len(dag.doc_md.strip()) > 40, f"{dag_id} has no doc_md"
-    assert dag.start_date is not None and dag.start_date.tzinfo is not None
+    # No start_date: an active scheduled DAG never runs a past tick by itself (see below).
+    assert dag.start_date is None or dag.start_date.tzinfo is not None
     for task in dag.tasks:
         assert task.owner and task.owner != "airflow", f"{dag_id}.{task.task_id} has no owner"
         assert task.retries >= 1, f"{dag_id}.{task.task_id} has retries={task.retries}"
@@ -41,6 +42,26 @@ def test_schedules(dagbag) -> None:
     assert dagbag.dags["score_leads"].schedule == "0 2 * * *"
     assert dagbag.dags["score_on_demand"].schedule is None
     assert dagbag.dags["score_leads"].max_active_runs == 1
+
+
+def test_the_mlsys_dags_are_active_when_created_and_never_run_a_past_tick(dagbag) -> None:
+    """docs/operating.md, "Paused or not": a trigger or backfill runs at once, and activation
+    schedules the next tick, not the latest past one (which a start_date would run at once)."""
+    from datetime import UTC, datetime
+
+    for dag_id in ("score_leads", "retrain", "export_top_leads"):
+        dag = dagbag.dags[dag_id]
+        assert dag.is_paused_upon_creation is False, dag_id
+        assert dag.start_date is None and dag.catchup is False, dag_id
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    for dag_id in ("score_leads", "retrain"):
+        # What the scheduler computes when it first sees the DAG (no run yet): a future tick.
+        serialized = DagSerialization.from_dict(DagSerialization.to_dict(dagbag.dags[dag_id]))
+        first = serialized.next_dagrun_info(last_automated_run_info=None)
+        assert first is not None and first.run_after > datetime.now(UTC), (dag_id, first)
+    condition = dagbag.dags["export_top_leads"].timetable.asset_condition
+    assert [asset.uri.rstrip("/") for asset in condition.objects] == ["mlsys://scored_leads"]
 
 
 def test_retrain_params_are_typed(dagbag) -> None:

@@ -12,7 +12,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from mlsys import pipeline, registry
+from mlsys import bi, pipeline, registry
 from mlsys.demo import run_dag
 from mlsys.settings import Settings
 from mlsys.validation import DataValidationError
@@ -79,7 +79,7 @@ def test_partition_matches_the_contract(published: Path) -> None:
 
 
 def test_bi_views(published: Path, settings: Settings) -> None:
-    con = duckdb.connect(str(settings.bi_database), read_only=True)
+    con = bi.connect(settings)  # file_search_path = the data folder (docs/bi.md)
     (latest_date,) = con.execute("select max(score_date) from scored_leads_latest").fetchone()
     assert latest_date == AS_OF
     top = con.execute("select top_reasons from scored_leads_latest order by score desc limit 5").fetchall()
@@ -180,7 +180,7 @@ def test_a_past_logical_date_gets_its_own_correct_partition(
     ).fetchall()[0][0]
     assert table.num_rows == known < pq.read_metadata(next(published.glob("*.parquet"))).num_rows
     assert set(table.column("as_of").to_pylist()) == {past}
-    con = duckdb.connect(str(settings.bi_database), read_only=True)
+    con = bi.connect(settings)  # file_search_path = the data folder (docs/bi.md)
     dates = [d for (d,) in con.execute("select distinct score_date from scored_leads order by 1").fetchall()]
     assert past in dates and AS_OF in dates
     assert con.execute("select max(score_date) from scored_leads_latest").fetchone() == (max(dates),)

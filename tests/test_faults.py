@@ -33,11 +33,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from mlsys import pipeline, registry, score
+from mlsys import bi, pipeline, registry, score
 from mlsys.settings import REPO_ROOT, Settings
 from tests.live import free_port
 
@@ -112,7 +111,7 @@ def test_sigkill_while_writing_keeps_the_partition_and_the_rerun_is_exact(
             proc.kill()
     # Readers: the files and the BI view still show the previous partition, whole.
     assert _digest(published) == before
-    with duckdb.connect(str(settings.bi_database), read_only=True) as con:
+    with bi.connect(settings) as con:
         run_ids = con.execute(
             "select distinct run_id from scored_leads where score_date = ?", [AS_OF]
         ).fetchall()

@@ -24,7 +24,7 @@ import pytest
 
 from mlsys import pipeline, registry, validation
 from mlsys.demo import run_dag
-from mlsys.settings import Settings
+from mlsys.settings import REPO_ROOT, Settings
 from mlsys.validation import RAW_ACTIVITIES, RAW_CONVERSIONS, RAW_LEADS, DataValidationError
 
 pytestmark = pytest.mark.slow
@@ -266,7 +266,7 @@ def _dag_run_states(dag_id: str, conf: dict[str, Any] | None = None) -> tuple[st
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    dag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags[dag_id]
+    dag = DagBag(dag_folder=str(REPO_ROOT / "dags")).dags[dag_id]
     run = dag.test(logical_date=datetime(AS_OF.year, AS_OF.month, AS_OF.day, tzinfo=UTC), run_conf=conf)
     with create_session() as session:
         tis = session.scalars(

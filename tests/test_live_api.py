@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from mlsys.airflow_env import SIMPLE_AUTH_MANAGER
+from mlsys.settings import REPO_ROOT
 from tests.live import free_port, http
 
 pytestmark = pytest.mark.slow
@@ -73,6 +74,9 @@ class LiveStack:
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "2",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # This home has no mlsys airflow.cfg: the repo's DAGs and plugins by name.
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
@@ -192,7 +196,10 @@ class LiveStack:
 def stack(
     published: Path, airflow_db: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveStack]:
-    template = Path(airflow_db["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///"))
+    from mlsys.airflow_env import metadata_db
+    from mlsys.settings import Settings
+
+    template = metadata_db(Settings.from_env())
     live = LiveStack.start(tmp_path_factory.mktemp("airflow-live"), dict(os.environ), template_db=template)
     try:
         yield live

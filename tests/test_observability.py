@@ -493,12 +493,17 @@ def test_on_demand_calls_send_the_contract(received: Received, mapper: Mapper) -
 
 
 def test_airflow_statsd_is_on_and_its_names_arrive(received: Received, settings: Settings) -> None:
-    from mlsys.airflow_env import airflow_environ
+    import configparser
 
-    env = airflow_environ(settings)
-    assert env["AIRFLOW__METRICS__STATSD_ON"] == "True"
-    assert env["AIRFLOW__METRICS__STATSD_PREFIX"] == "airflow"
-    assert env["AIRFLOW__METRICS__STATSD_PORT"] == str(settings.statsd_port)
+    from mlsys.airflow_env import airflow_cfg
+
+    # The session home's airflow.cfg (mlsys.airflow_env); this module's fixture points the
+    # running process at its own listener through AIRFLOW__METRICS__STATSD_PORT.
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(airflow_cfg(settings))
+    assert cfg["metrics"]["statsd_on"] == "True"
+    assert cfg["metrics"]["statsd_prefix"] == "airflow"
+    assert cfg["metrics"]["statsd_port"] == str(settings.statsd_port)
     airflow_names = {n for n in received.nightly if n.startswith("airflow.")}
     assert any(n.startswith("airflow.ti.finish.score_leads.") for n in airflow_names), sorted(airflow_names)
 

@@ -435,6 +435,9 @@ def stack(crm: Path) -> Iterator[Stack]:
             ),
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # As compose does: the DAGs and plugins by name (this home has no mlsys airflow.cfg).
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",

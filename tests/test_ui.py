@@ -389,21 +389,29 @@ def test_login_is_generated_once_and_kept_out_of_git(local: Launched, settings: 
     assert local.url.startswith("http://127.0.0.1:")
 
 
-def test_dags_start_paused_with_their_schedules_and_the_pool(local: Launched) -> None:
+def test_dags_are_active_with_their_schedules_and_the_pool(local: Launched) -> None:
+    """Active when created (docs/operating.md, "Paused or not"): a trigger runs at once."""
     score_leads, retrain = api(local, "/api/v2/dags/score_leads"), api(local, "/api/v2/dags/retrain")
-    assert (score_leads["timetable_summary"], score_leads["is_paused"]) == ("0 2 * * *", True)
-    assert (retrain["timetable_summary"], retrain["is_paused"]) == ("0 0 * * 0", True)
+    assert (score_leads["timetable_summary"], score_leads["is_paused"]) == ("0 2 * * *", False)
+    assert (retrain["timetable_summary"], retrain["is_paused"]) == ("0 0 * * 0", False)
+    # Activation scheduled the next tick, not a past night: no scheduled run exists.
+    runs = api(local, "/api/v2/dags/score_leads/dagRuns")["dag_runs"]
+    assert not [r for r in runs if r["run_type"] == "scheduled"], runs
     assert api(local, "/api/v2/pools/warehouse")["slots"] == 1
     out = local.text()
-    assert "score_leads  0 2 * * *    paused" in out
-    assert "retrain      0 0 * * 0    paused" in out
-    # What MLSYS_UNPAUSE=0 does at start (1 would start scheduling real runs in this session).
+    assert "score_leads      0 2 * * *    active" in out
+    assert "retrain          0 0 * * 0    active" in out
+    assert f"export AIRFLOW_HOME={Settings.from_env().home / 'airflow'}" in out
+    # What MLSYS_UNPAUSE=0 does at start, then =1.
     port = int(local.url.rsplit(":", 1)[1])
-    paused = LocalAirflow(Settings.from_env(), port=port).set_paused(True)
+    launcher = LocalAirflow(Settings.from_env(), port=port)
+    paused = launcher.set_paused(True)
     assert {dag_id: dag["is_paused"] for dag_id, dag in paused.items()} == {
         "score_leads": True,
         "retrain": True,
+        "export_top_leads": True,
     }
+    assert not any(dag["is_paused"] for dag in launcher.set_paused(False).values())
 
 
 def test_score_leads_page_shows_its_tasks_and_the_demo_run(local: Launched, browser: Browser) -> None:
@@ -424,6 +432,7 @@ def test_score_leads_page_shows_its_tasks_and_the_demo_run(local: Launched, brow
 
 
 def test_retrain_trigger_form_shows_force_and_tune(local: Launched, browser: Browser) -> None:
+    runs_before = api(local, "/api/v2/dags/retrain/dagRuns")["total_entries"]
     browser.get(f"{local.url}/dags/retrain")
     browser.click(browser.button("Trigger"))
 
@@ -449,7 +458,7 @@ def test_retrain_trigger_form_shows_force_and_tune(local: Launched, browser: Bro
         ".find(e => e.innerText.includes('Trigger Dag')).querySelector('button[aria-label=Close]')"
     )
     browser.click(close[ELEMENT])
-    assert api(local, "/api/v2/dags/retrain")["is_paused"] is True
+    assert api(local, "/api/v2/dags/retrain/dagRuns")["total_entries"] == runs_before
 
 
 def test_docs_are_linked_from_the_ui(local: Launched, browser: Browser) -> None:
