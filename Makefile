@@ -34,7 +34,7 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 	@touch $@
 
 demo: $(VENV)/.synced
-	$(PY) -m mlsys.demo
+	$(PY) -m mlsys_local.demo
 
 # The second source (README: "Bring your own CRM export"): its env file switches every MLSYS_*
 # setting, the export is landed under its own home, then gate -> retrain -> score by the CLI.
@@ -51,10 +51,10 @@ bank-demo: $(VENV)/.synced
 # unpauses|pauses score_leads, retrain, export_top_leads (unset: left as they are, active when
 # new; docs/operating.md). The airflow CLI on it: export AIRFLOW_HOME=$PWD/var/airflow.
 airflow: $(VENV)/.synced
-	$(PY) -m mlsys.local_airflow airflow
+	$(PY) -m mlsys_local.launcher airflow
 
 mlflow: $(VENV)/.synced
-	$(PY) -m mlsys.local_airflow mlflow
+	$(PY) -m mlsys_local.launcher mlflow
 
 # promtool (Debian's `prometheus` package) for the alert-rule tests, Prometheus + Alertmanager
 # (`prometheus-alertmanager`, with amtool) for the live alert-delivery test, chromium +
@@ -80,9 +80,9 @@ test-postgres: $(VENV)/.synced $(SYSTEM_DEPS)
 	$(VENV)/bin/pytest tests/test_postgres_celery.py --no-cov
 
 lint: $(VENV)/.synced
-	$(VENV)/bin/ruff check mlsys dags plugins tests benchmarks
-	$(VENV)/bin/ruff format --check mlsys dags plugins tests benchmarks
-	$(VENV)/bin/mypy mlsys
+	$(VENV)/bin/ruff check mlsys mlsys_local dags plugins tests benchmarks
+	$(VENV)/bin/ruff format --check mlsys mlsys_local dags plugins tests benchmarks
+	$(VENV)/bin/mypy mlsys mlsys_local
 	mkdir -p $(MLSYS_HOME) && cd sql && MLSYS_WAREHOUSE=$(MLSYS_HOME)/lint.duckdb ../$(VENV)/bin/sqlfluff lint models tests
 	cd $(BANK)/dbt && MLSYS_WAREHOUSE=$(MLSYS_HOME)/lint-bank.duckdb ../../../$(VENV)/bin/sqlfluff lint models tests
 	@# Secrets in any tracked file (offline). A false positive gets `# pragma: allowlist secret`
@@ -97,8 +97,8 @@ audit: $(VENV)/.synced
 	$(VENV)/bin/pip-audit --strict --disable-pip --no-deps -s pypi --progress-spinner off -r $(VENV)/audit-requirements.txt
 
 format: $(VENV)/.synced
-	$(VENV)/bin/ruff check --fix mlsys dags plugins tests benchmarks
-	$(VENV)/bin/ruff format mlsys dags plugins tests benchmarks
+	$(VENV)/bin/ruff check --fix mlsys mlsys_local dags plugins tests benchmarks
+	$(VENV)/bin/ruff format mlsys mlsys_local dags plugins tests benchmarks
 
 clean:
 	rm -rf var

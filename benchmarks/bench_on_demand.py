@@ -175,8 +175,8 @@ def main() -> int:
     if not project.exists():
         shutil.copytree(REPO / "sql", project, ignore=shutil.ignore_patterns("target", "logs"))
     os.environ["MLSYS_DBT_PROJECT_DIR"] = str(project)
-    from mlsys.airflow_env import airflow_environ
     from mlsys.settings import Settings
+    from mlsys_local.airflow_env import airflow_environ
 
     settings = Settings.from_env()
     os.environ.update(airflow_environ(settings))

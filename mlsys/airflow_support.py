@@ -59,7 +59,7 @@ def nightly_deadline() -> Any:
     0 means no deadline, and so does no MLSYS_ALERT_WEBHOOK_URL (the laptop's default): its
     callback only posts there, and Airflow 3.3's `dag.test()` - `airflow dags test
     score_leads`, `make demo` - cannot finish a successful run of a DAG that has one
-    (`mlsys.demo.run_dag` drops it for its own runs)."""
+    (`mlsys_local.demo.run_dag` drops it for its own runs)."""
     from airflow.sdk.definitions.callback import SyncCallback
     from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 

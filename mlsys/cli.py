@@ -159,7 +159,16 @@ def _run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     as_of = getattr(args, "as_of", None) or settings.default_as_of()
     if args.command == "generate":
-        from mlsys.generate import generate
+        try:
+            # Laptop tooling (mlsys_local/), in a clone's environment, not in the production image.
+            from mlsys_local.generate import generate
+        except ModuleNotFoundError:
+            print(
+                "mlsys generate: the synthetic CRM generator (mlsys_local/) ships with a clone of "
+                "the repository, not with the production image",
+                file=sys.stderr,
+            )
+            return 1
 
         result = generate(
             args.out or settings.data_dir,

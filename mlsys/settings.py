@@ -9,7 +9,7 @@ runs, so the same code works from a clone, from a test's temporary folder and in
 A process without ``MLSYS_HOME`` that runs under an Airflow home written by mlsys (an
 ``airflow`` CLI command after ``export AIRFLOW_HOME=$PWD/var/airflow``) takes the settings
 recorded in that home's ``airflow.cfg`` (section ``[mlsys]``, written by
-``mlsys.airflow_env`` from the environment of ``make demo`` / ``make airflow``); a variable
+``mlsys_local.airflow_env`` from the environment of ``make demo`` / ``make airflow``); a variable
 set in its own environment still wins. The environment stays the one place each setting is
 given: the section is a copy of it for the processes that did not inherit it.
 """
@@ -26,6 +26,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The section of airflow.cfg that records the settings of the home (see the module doc).
 AIRFLOW_CFG_SECTION = "mlsys"
+# The Data Docs site of every GX context mlsys writes (great_expectations.yml).
+GX_DATA_DOCS_SITE = "local_site"
 
 
 def airflow_cfg_path(environ: Mapping[str, str] | None = None) -> Path | None:
@@ -172,6 +174,17 @@ class Settings:
         """What the gate writes while it runs: validation results, Data Docs, row-count state
         of previous runs, DuckDB spill files. Never in the repo's GX context folder."""
         return self.data_dir / "gx"
+
+    @property
+    def gx_data_docs_dir(self) -> Path:
+        """The Data Docs site the gate's checkpoints update."""
+        return self.gx_runtime_dir / "data_docs" / GX_DATA_DOCS_SITE
+
+    @property
+    def dbt_docs_dir(self) -> Path:
+        """Where `dbt docs generate` goes: beside dbt's target/, not in it, so the pipeline's
+        manifest (the feature catalogue's source) is never rewritten by the docs."""
+        return self.home / "dbt" / "docs"
 
     @property
     def landing_manifest(self) -> Path:

@@ -29,19 +29,18 @@ def build_app() -> Any:
     from fastapi import Depends, FastAPI, HTTPException
     from fastapi.responses import FileResponse, HTMLResponse
 
-    from mlsys.airflow_env import dbt_docs_dir, gx_data_docs_dir
     from mlsys.settings import Settings
 
     settings = Settings.from_env()
     sites = {
         "dbt": (
             "dbt docs",
-            dbt_docs_dir(settings),
+            settings.dbt_docs_dir,
             "`make airflow` generates them at start (`dbt docs generate`); this start skipped or failed it",
         ),
         "gx": (
             "GX Data Docs",
-            gx_data_docs_dir(settings),
+            settings.gx_data_docs_dir,
             "the Great Expectations gate writes them on the first DAG run (or `mlsys validate`)",
         ),
     }

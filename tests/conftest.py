@@ -24,8 +24,8 @@ os.environ["MLSYS_HOME"] = str(SESSION_HOME)
 os.environ.setdefault("MLSYS_STATSD_PORT", "18125")
 os.environ["MLSYS_SNAPSHOT_WEEKS"] = "8"
 
-from mlsys.airflow_env import airflow_environ  # noqa: E402
 from mlsys.settings import Settings  # noqa: E402
+from mlsys_local.airflow_env import airflow_environ  # noqa: E402
 
 # Writes the session home's airflow.cfg (what Airflow reads) and points this process at it.
 os.environ.update(airflow_environ(Settings.from_env()))
@@ -43,7 +43,7 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def crm(settings: Settings) -> Path:
     """A small synthetic CRM in the raw landing contract, generated once."""
-    from mlsys.generate import generate
+    from mlsys_local.generate import generate
 
     if not (settings.raw_dir / "leads").exists():
         generate(settings.data_dir, n_leads=TEST_LEADS, seed=7, end_date=AS_OF)
@@ -53,7 +53,7 @@ def crm(settings: Settings) -> Path:
 @pytest.fixture(scope="session")
 def airflow_db(settings: Settings) -> dict[str, str]:
     """The session's Airflow metadata DB, migrated, with the warehouse pool."""
-    from mlsys.airflow_env import init_airflow
+    from mlsys_local.airflow_env import init_airflow
 
     return init_airflow(settings)
 
@@ -61,7 +61,7 @@ def airflow_db(settings: Settings) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def published(crm: Path, airflow_db: dict[str, str], settings: Settings) -> Path:
     """A champion (forced retrain) and the partition of AS_OF, both through Airflow."""
-    from mlsys.demo import run_dag
+    from mlsys_local.demo import run_dag
 
     run_dag("retrain", AS_OF, {"force": True})
     run_dag("score_leads", AS_OF)

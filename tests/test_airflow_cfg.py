@@ -15,8 +15,8 @@ from types import SimpleNamespace
 import pytest
 
 from mlsys import airflow_support
-from mlsys.airflow_env import airflow_cfg, airflow_config, write_airflow_cfg
 from mlsys.settings import REPO_ROOT, Settings, recorded_environ
+from mlsys_local.airflow_env import airflow_cfg, airflow_config, write_airflow_cfg
 
 
 @pytest.fixture

@@ -153,7 +153,7 @@ def test_a_read_only_reader_held_open_never_fails_a_night(
 ) -> None:
     """docs/reliability.md: a client holding scored_leads.duckdb read-only across `mlsys score`
     (another process) and a score_leads run (dag.test, this process)."""
-    from mlsys.demo import run_dag
+    from mlsys_local.demo import run_dag
 
     cli_date, dag_date = date(2026, 5, 28), date(2026, 5, 27)
     held = bi.connect(settings)

@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlsys import bi, pipeline, registry
-from mlsys.demo import run_dag
 from mlsys.settings import Settings
 from mlsys.validation import DataValidationError
+from mlsys_local.demo import run_dag
 from tests.live import WebhookReceiver
 
 pytestmark = pytest.mark.slow

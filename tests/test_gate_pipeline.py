@@ -23,9 +23,9 @@ import duckdb
 import pytest
 
 from mlsys import pipeline, registry, validation
-from mlsys.demo import run_dag
 from mlsys.settings import REPO_ROOT, Settings
 from mlsys.validation import RAW_ACTIVITIES, RAW_CONVERSIONS, RAW_LEADS, DataValidationError
+from mlsys_local.demo import run_dag
 
 pytestmark = pytest.mark.slow
 AS_OF = date(2026, 6, 1)

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mlsys.generate import (
+from mlsys_local.generate import (
     ACTIVITY_TYPES,
     COUNTRIES,
     INDUSTRIES,

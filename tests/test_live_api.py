@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from mlsys.airflow_env import SIMPLE_AUTH_MANAGER
 from mlsys.settings import REPO_ROOT
+from mlsys_local.airflow_env import SIMPLE_AUTH_MANAGER
 from tests.live import free_port, http
 
 pytestmark = pytest.mark.slow
@@ -196,8 +196,8 @@ class LiveStack:
 def stack(
     published: Path, airflow_db: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveStack]:
-    from mlsys.airflow_env import metadata_db
     from mlsys.settings import Settings
+    from mlsys_local.airflow_env import metadata_db
 
     template = metadata_db(Settings.from_env())
     live = LiveStack.start(tmp_path_factory.mktemp("airflow-live"), dict(os.environ), template_db=template)

@@ -403,7 +403,7 @@ def received(published: Path, settings: Settings) -> Iterator[Received]:
     """A real score_leads run through Airflow and real on-demand requests, each sending to a
     listener of its own (the session's `published` fixture made the champion)."""
     from mlsys import on_demand
-    from mlsys.demo import run_dag
+    from mlsys_local.demo import run_dag
 
     saved_port = os.environ.get("AIRFLOW__METRICS__STATSD_PORT")
     mp = pytest.MonkeyPatch()
@@ -495,9 +495,9 @@ def test_on_demand_calls_send_the_contract(received: Received, mapper: Mapper) -
 def test_airflow_statsd_is_on_and_its_names_arrive(received: Received, settings: Settings) -> None:
     import configparser
 
-    from mlsys.airflow_env import airflow_cfg
+    from mlsys_local.airflow_env import airflow_cfg
 
-    # The session home's airflow.cfg (mlsys.airflow_env); this module's fixture points the
+    # The session home's airflow.cfg (mlsys_local.airflow_env); this module's fixture points the
     # running process at its own listener through AIRFLOW__METRICS__STATSD_PORT.
     cfg = configparser.ConfigParser(interpolation=None)
     cfg.read(airflow_cfg(settings))

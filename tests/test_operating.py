@@ -2,7 +2,7 @@
 
 A home laid out as a clone's after `make demo` (`var/` with the session's generated CRM, no
 model yet) runs the api-server, scheduler, dag-processor and triggerer the way `make airflow`
-starts them (`mlsys.local_airflow.LocalAirflow`, on a free port). Then, from a shell that has
+starts them (`mlsys_local.launcher.LocalAirflow`, on a free port). Then, from a shell that has
 only the documented line (`export AIRFLOW_HOME=$PWD/var/airflow`) and no MLSYS_* variable:
 `airflow dags trigger retrain --conf '{"force": true}'` runs to success (a promotion: the
 home had no champion), `airflow backfill create` over three nights (one already scored)
@@ -29,8 +29,8 @@ from unittest import mock
 import pyarrow.parquet as pq
 import pytest
 
-from mlsys.local_airflow import LocalAirflow
 from mlsys.settings import REPO_ROOT, Settings
+from mlsys_local.launcher import LocalAirflow
 from tests.live import free_port
 
 pytestmark = pytest.mark.slow

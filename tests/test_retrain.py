@@ -11,8 +11,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from mlsys import drift, pipeline, registry
-from mlsys.demo import run_dag
 from mlsys.settings import Settings
+from mlsys_local.demo import run_dag
 
 pytestmark = pytest.mark.slow
 AS_OF = date(2026, 6, 1)

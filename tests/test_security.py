@@ -77,7 +77,7 @@ def test_the_embedded_airflow_generates_its_secrets_per_home(tmp_path: Path) -> 
 
     from cryptography.fernet import Fernet
 
-    from mlsys.airflow_env import airflow_cfg, ui_login, write_airflow_cfg
+    from mlsys_local.airflow_env import airflow_cfg, ui_login, write_airflow_cfg
 
     homes = []
     for name in ("a", "b"):

@@ -1,6 +1,6 @@
 """`make airflow` and `make mlflow` checked in a real browser.
 
-The launcher (`python -m mlsys.local_airflow`, what `make airflow` runs) is started on the
+The launcher (`python -m mlsys_local.launcher`, what `make airflow` runs) is started on the
 session's MLSYS_HOME after the `published` fixture, so the UI must show what the demo left: the
 `score_leads` run, the registered champion. Headless Chromium, driven through chromedriver's
 W3C WebDriver HTTP API (no Selenium in the locked environment), logs in with the generated
@@ -35,9 +35,9 @@ import psutil
 import pytest
 
 from mlsys import registry
-from mlsys.airflow_env import passwords_file, ui_login
-from mlsys.local_airflow import READY_LINE, LocalAirflow, mlflow_command, unpause_setting
 from mlsys.settings import REPO_ROOT, Settings
+from mlsys_local.airflow_env import passwords_file, ui_login
+from mlsys_local.launcher import READY_LINE, LocalAirflow, mlflow_command, unpause_setting
 from tests.live import free_port
 
 pytestmark = pytest.mark.slow
@@ -271,7 +271,7 @@ def local(published: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             [
                 *python_command(),
                 "-m",
-                "mlsys.local_airflow",
+                "mlsys_local.launcher",
                 "airflow",
                 "--port",
                 str(port),
@@ -286,7 +286,7 @@ def local(published: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         )
     with open(mlflow_output, "wb") as out:
         mlflow = subprocess.Popen(
-            [sys.executable, "-m", "mlsys.local_airflow", "mlflow", "--port", str(mlflow_port)],
+            [sys.executable, "-m", "mlsys_local.launcher", "mlflow", "--port", str(mlflow_port)],
             cwd=REPO_ROOT,
             env=env,
             stdout=out,

@@ -15,7 +15,6 @@ import pytest
 
 from benchmarks import bench_validation
 from mlsys import validation
-from mlsys.generate import synthetic_features_sql
 from mlsys.settings import REPO_ROOT, Settings
 from mlsys.validation import (
     LEAD_FEATURES,
@@ -34,6 +33,7 @@ from mlsys.validation.engine import get_context
 from mlsys.validation.report import build_report
 from mlsys.validation.spec import suite_definitions
 from mlsys.validation.suites import ERROR, WARNING, sql_list
+from mlsys_local.synthetic_marts import synthetic_features_sql
 
 AS_OF = date(2026, 6, 1)
 RUN_TIME = datetime(2026, 6, 1, 3, 0, 0)

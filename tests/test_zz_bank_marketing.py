@@ -22,10 +22,10 @@ import pytest
 from mlsys import features, pipeline, registry, validation
 from mlsys.catalog import load_catalog
 from mlsys.champion import Champion
-from mlsys.demo import run_dag
 from mlsys.model import member_pipelines
 from mlsys.settings import REPO_ROOT, Settings
 from mlsys.validation.context_files import render_context_files
+from mlsys_local.demo import run_dag
 
 pytestmark = pytest.mark.slow
 

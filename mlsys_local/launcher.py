@@ -1,7 +1,7 @@
 """`make airflow` and `make mlflow`: the UIs on a laptop, on the demo's own state.
 
 `make airflow` runs the api-server (UI and REST on 127.0.0.1:8080), scheduler, dag-processor
-and triggerer on the airflow.cfg of `mlsys.airflow_env` - the same Airflow home,
+and triggerer on the airflow.cfg of `mlsys_local.airflow_env` - the same Airflow home,
 MLflow store, warehouse and data folder as `make demo` - so the demo's runs, the registered
 model and the scored partitions are all there. The login (user `admin`, a password generated
 on first start) lives in `$MLSYS_HOME/airflow/simple_auth_manager_passwords.json`.
@@ -30,16 +30,14 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from mlsys.airflow_env import (
+from mlsys.settings import Settings
+from mlsys_local.airflow_env import (
     airflow_cfg,
-    dbt_docs_dir,
-    gx_data_docs_dir,
     init_airflow,
     passwords_file,
     process_environ,
     ui_login,
 )
-from mlsys.settings import Settings
 
 # The DAGs MLSYS_UNPAUSE acts on and the start waits for (score_on_demand runs only when asked).
 DAG_IDS = ("score_leads", "retrain", "export_top_leads")
@@ -182,24 +180,11 @@ class LocalAirflow:
         self._lock = handle
 
     def dbt_docs_command(self) -> list[str]:
-        """`dbt docs generate --static` into its own folder (see airflow_env.dbt_docs_dir);
+        """`dbt docs generate --static` into its own folder (`Settings.dbt_docs_dir`);
         static_index.html there also opens straight from the file system."""
-        s = self.settings
-        return [
-            _bin("dbt"),
-            "--quiet",
-            "docs",
-            "generate",
-            "--static",
-            "--project-dir",
-            str(s.dbt_project_dir),
-            "--profiles-dir",
-            str(s.dbt_project_dir),
-            "--target-path",
-            str(dbt_docs_dir(s)),
-            "--log-path",
-            str(s.dbt_log_dir),
-        ]
+        from mlsys import dbt
+
+        return dbt.docs_args(self.settings, self.settings.dbt_docs_dir)
 
     def _dbt_env(self) -> dict[str, str]:
         from mlsys import dbt
@@ -311,7 +296,7 @@ class LocalAirflow:
         self._docs_proc = None
         if code != 0:
             return f"dbt docs: `dbt docs generate` failed (exit {code}), see {self.log_path('dbt-docs')}"
-        return f"dbt docs: {dbt_docs_dir(self.settings) / 'index.html'}"
+        return f"dbt docs: {self.settings.dbt_docs_dir / 'index.html'}"
 
     def set_paused(self, paused: bool) -> dict[str, dict[str, Any]]:
         return {
@@ -422,7 +407,7 @@ def run_airflow(args: argparse.Namespace) -> int:
                         f"CLI         export AIRFLOW_HOME={airflow_cfg(settings).parent}   "
                         "(then .venv/bin/airflow ..., docs/operating.md)",
                         f"docs        {docs}",
-                        f"            GX Data Docs: {gx_data_docs_dir(settings) / 'index.html'}",
+                        f"            GX Data Docs: {settings.gx_data_docs_dir / 'index.html'}",
                         "            both, and MLflow, are in the Docs menu of the UI",
                         f"MLflow UI   make mlflow -> {args.mlflow_url}",
                         f"up in {time.monotonic() - started:.0f} s. {READY_LINE}",
@@ -495,7 +480,9 @@ def run_mlflow(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlsys.local_airflow", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m mlsys_local.launcher", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command")
     air = sub.add_parser("airflow", help="api-server, scheduler, dag-processor, triggerer (default)")
     air.add_argument("--host", default=os.environ.get("AIRFLOW_HOST", "127.0.0.1"))

@@ -26,7 +26,7 @@ def run_dag(
     from airflow.configuration import conf as airflow_conf
     from airflow.dag_processing.dagbag import DagBag
 
-    # The folder airflow.cfg names (mlsys.airflow_env): the same DAGs `make airflow` runs.
+    # The folder airflow.cfg names (mlsys_local.airflow_env): the same DAGs `make airflow` runs.
     bag = DagBag(dag_folder=airflow_conf.get("core", "dags_folder"))
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
@@ -51,7 +51,7 @@ def run_dag(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlsys.demo")
+    parser = argparse.ArgumentParser(prog="python -m mlsys_local.demo")
     parser.add_argument("--leads", type=int, default=int(os.environ.get("MLSYS_DEMO_LEADS", "50000")))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -62,11 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("DBT_QUIET", "true")
     settings = Settings.from_env()
-    from mlsys.airflow_env import init_airflow
+    from mlsys_local.airflow_env import init_airflow
 
     init_airflow(settings)
     if not (settings.raw_dir / "leads").exists():
-        from mlsys.generate import generate
+        from mlsys_local.generate import generate
 
         print(f"generating {args.leads:,} synthetic leads into {settings.raw_dir} ...", flush=True)
         print(generate(settings.data_dir, n_leads=args.leads, end_date=DEMO_END_DATE).summary())

@@ -127,7 +127,7 @@ def write_airflow_cfg(settings: Settings, *, host: str | None = None, port: int 
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(
-            "# Written by mlsys (mlsys/airflow_env.py) at every `make demo` / `make airflow`: the\n"
+            "# Written by mlsys (mlsys_local/airflow_env.py) at every `make demo` / `make airflow`: the\n"
             "# options it sets are rewritten, any other option you add here is kept.\n"
         )
         parser.write(handle)
@@ -188,19 +188,6 @@ def ui_login(settings: Settings) -> tuple[str, str]:
         json.dump(passwords, handle)
     os.replace(tmp, path)
     return UI_USER, passwords[UI_USER]
-
-
-def dbt_docs_dir(settings: Settings) -> Path:
-    """Where the local Airflow writes `dbt docs generate`: beside dbt's target/, not in it, so
-    the pipeline's manifest (the feature catalogue's source) is never rewritten by the docs."""
-    return settings.home / "dbt" / "docs"
-
-
-def gx_data_docs_dir(settings: Settings) -> Path:
-    """The Data Docs site the GX checkpoints update (see the context config in mlsys.validation)."""
-    from mlsys.validation.engine import DATA_DOCS_SITE
-
-    return settings.gx_runtime_dir / "data_docs" / DATA_DOCS_SITE
 
 
 def init_airflow(settings: Settings, *, host: str | None = None, port: int | None = None) -> dict[str, str]:
