@@ -181,15 +181,7 @@ def _run(args: argparse.Namespace) -> int:
         print(result.summary())
         return 0
     if args.command == "features":
-        # As the DAGs do: raw tables gated, mart built staged, gated, then moved into place.
-        pipeline.gate_raw(as_of, settings, training=args.training)
-        if args.training:
-            built = pipeline.build_training_features(as_of, settings)
-            pipeline.gate_training(as_of, settings, raw=False)
-        else:
-            built = pipeline.build_scoring_features(as_of, settings)
-            pipeline.gate_scoring(as_of, settings, raw=False)
-        print(json.dumps(built))
+        print(json.dumps(pipeline.build_features_gated(as_of, settings, training=args.training)))
         return 0
     if args.command == "validate":
         from mlsys import validation
@@ -212,24 +204,18 @@ def _run(args: argparse.Namespace) -> int:
             return 1
         return 0
     if args.command == "train":
-        # Same order as the retrain DAG: bad raw data never reaches the warehouse.
-        pipeline.gate_raw(as_of, settings, training=True)
-        pipeline.build_training_features(as_of, settings)
-        pipeline.gate_training(as_of, settings, raw=False)
-        decision = pipeline.decide_retrain(as_of, force=args.force, scheduled=False, settings=settings)
-        print(decision.reason)
-        if not decision.train:
-            return 0
-        out = pipeline.train_challenger(
+        decision, trained = pipeline.retrain(
             as_of,
-            settings=settings,
+            settings,
+            force=args.force,
             tune=args.tune,
             use_smote=not args.no_smote,
             class_weights=args.class_weights,
             estimator=args.estimator,
-            trigger="cli",
         )
-        print(out["summary"])
+        print(decision.reason)
+        if trained is not None:
+            print(trained["summary"])
         return 0
     if args.command == "score":
         if args.api or args.lead_id or args.payload:

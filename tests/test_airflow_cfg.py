@@ -114,20 +114,17 @@ def test_undated_runs_follow_the_landing_manifest(home_settings: Settings) -> No
         home_settings.default_as_of()
 
 
-def test_a_dag_run_after_the_landing_is_skipped(
-    home_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("MLSYS_HOME", str(home_settings.home))
-    monkeypatch.delenv("MLSYS_DATA_DIR", raising=False)
-    assert airflow_support.not_landed(date(2030, 1, 1)) is None  # no manifest: every date landed
+def test_a_dag_run_after_the_landing_is_skipped(home_settings: Settings) -> None:
+    assert airflow_support.not_landed(date(2030, 1, 1), home_settings) is None  # no manifest: all landed
     home_settings.raw_dir.mkdir(parents=True)
     home_settings.landing_manifest.write_text(json.dumps({"complete_as_of": "2026-06-01"}))
-    assert airflow_support.not_landed(date(2026, 6, 1)) is None
-    reason = airflow_support.not_landed(date(2026, 12, 6))
+    assert airflow_support.not_landed(date(2026, 6, 1), home_settings) is None
+    reason = airflow_support.not_landed(date(2026, 12, 6), home_settings)
     assert reason and "nothing landed for 2026-12-06" in reason and "2026-06-01" in reason
     # A manual run without a date: the manifest's day, not the trigger's.
     run = SimpleNamespace(run_after=datetime(2026, 12, 6, 19, 0))
-    assert airflow_support.as_of_from_context({"dag_run": run, "params": {}}) == date(2026, 6, 1)
+    context = {"dag_run": run, "params": {}}
+    assert airflow_support.as_of_from_context(context, home_settings) == date(2026, 6, 1)
 
 
 def test_asset_event_extras_and_their_consumer() -> None:

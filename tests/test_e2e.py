@@ -118,7 +118,7 @@ def test_gate_stops_bad_data_and_keeps_the_partition(
             run = run_dag("score_leads", AS_OF, check=False)
             # The gate's own verdict on the same data, for the reason the notification names.
             with pytest.raises(DataValidationError) as gate:
-                pipeline.gate_raw(AS_OF)
+                pipeline.gate_raw(AS_OF, Settings.from_env())
         finally:
             bad.unlink()
         posts = hook.received()

@@ -508,29 +508,29 @@ def test_airflow_statsd_is_on_and_its_names_arrive(received: Received, settings:
     assert any(n.startswith("airflow.ti.finish.score_leads.") for n in airflow_names), sorted(airflow_names)
 
 
-def test_sending_with_nobody_listening_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sending_with_nobody_listening_never_raises(settings: Settings) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         free = probe.getsockname()[1]
-    monkeypatch.setenv("MLSYS_STATSD_PORT", str(free))
+    nobody = dataclasses.replace(settings, statsd_port=free)
     for _ in range(3):  # the ICMP "port unreachable" of one send surfaces on a later one
-        metrics.gauge("score.mean", 0.1)
-        metrics.incr("predictions.error")
-        metrics.timing("prediction.duration", 0.2)
-        metrics.histogram("prediction.batch_size", 3)
-        with metrics.timed("score.duration"):
+        metrics.gauge("score.mean", 0.1, nobody)
+        metrics.incr("predictions.error", settings=nobody)
+        metrics.timing("prediction.duration", 0.2, nobody)
+        metrics.histogram("prediction.batch_size", 3, nobody)
+        with metrics.timed("score.duration", nobody):
             pass
     # A host that does not resolve (compose's service name outside compose): no client, no error.
-    monkeypatch.setenv("MLSYS_STATSD_HOST", "statsd-exporter.invalid")
-    metrics.gauge("score.mean", 0.1)
-    metrics.incr("predictions.success")
+    unresolved = dataclasses.replace(settings, statsd_host="statsd-exporter.invalid")
+    metrics.gauge("score.mean", 0.1, unresolved)
+    metrics.incr("predictions.success", settings=unresolved)
 
 
-def test_unknown_names_are_reported_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_names_are_reported_once(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="mlsys.metrics"):
-        metrics.gauge("not_in.contract_x", 1)
-        metrics.gauge("not_in.contract_x", 2)
-        metrics.incr("score.mean")  # in the contract as a gauge, not a counter
+        metrics.gauge("not_in.contract_x", 1, settings)
+        metrics.gauge("not_in.contract_x", 2, settings)
+        metrics.incr("score.mean", settings=settings)  # in the contract as a gauge, not a counter
     messages = [r.getMessage() for r in caplog.records]
     assert sum("not_in.contract_x" in m for m in messages) == 1
     assert any("score.mean (counter)" in m for m in messages)
