@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -70,6 +71,22 @@ def test_retrain_params_are_typed(dagbag) -> None:
         assert name in params, name
     assert params.get_param("force").schema["type"] == "boolean"
     assert params.get_param("estimator").schema["enum"] == ["logreg", "hgb"]
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "stages"),
+    [("score_leads", "SCORING_STAGES"), ("retrain", "TRAINING_STAGES")],
+)
+def test_each_dag_is_its_pipelines_stages_in_order(dagbag, dag_id: str, stages: str) -> None:
+    """mlsys.pipeline writes the order once; the CLI runs it and each DAG is one task per stage.
+    Every stage is a task, and each one runs after the one before it (directly or not)."""
+    from mlsys import pipeline
+
+    dag = dagbag.dags[dag_id]
+    order = getattr(pipeline, stages)
+    assert set(order) <= set(dag.task_ids)
+    for earlier, later in itertools.pairwise(order):
+        assert earlier in dag.get_task(later).get_flat_relative_ids(upstream=True), (earlier, later)
 
 
 def test_warehouse_writers_share_one_pool(dagbag) -> None:
