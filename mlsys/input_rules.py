@@ -13,7 +13,8 @@ The limits follow what the values must survive downstream:
   UTC instant must lie in years 1-9999: what Python's datetime holds (DuckDB and Arrow's
   microsecond timestamps hold more), so ``0001-01-01T00:00:00+01:00`` is refused rather
   than overflowing in the conversion.
-* Integers: exactly ints (not booleans, not 1.0), within the contract type's range. An
+* Integers: ints (not booleans; 42.0 counts as 42 up to 2^53, where floats stop being exact),
+  within the contract type's range. An
   integer that becomes a model input is a float64, exact only up to 2^53: such fields are
   bounded by :data:`FLOAT64_EXACT_MAX` (Arrow refuses the cast beyond it).
 * Floats: finite. JSON has no NaN or Infinity; Python's parser accepts both, and ``1e400``
@@ -126,7 +127,12 @@ def iso_date(value: Any) -> date:
 
 
 def integer(value: Any, low: int = INT64_MIN, high: int = INT64_MAX, *, what: str = "an integer") -> int:
-    """An int (not a bool, not a float) in [low, high]."""
+    """An int in [low, high]. Not a bool; a float only when it is a whole number a float64
+    holds exactly (42.0 is 42, as JSON and JSON Schema see it; 1e18 may not be the id sent)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= FLOAT64_EXACT_MAX:
+        value = int(value)
+    elif isinstance(value, float) and value.is_integer():
+        raise ValueError(f"must be {what}; {shown(value)} written as a float is not exact beyond 2^53")
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"must be {what}, got {type_name(value)}")
     if not low <= value <= high:

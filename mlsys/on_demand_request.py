@@ -157,11 +157,12 @@ def _names(keys: list[Any]) -> str:
 
 
 def _company_size(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COMPANY_SIZE:
+    try:
+        return input_rules.integer(value, 1, MAX_COMPANY_SIZE)
+    except ValueError:
         raise ValueError(
             f"must be a positive integer at most 2^53 ({MAX_COMPANY_SIZE:,}) or null, got {shown(value)}"
-        )
-    return value
+        ) from None
 
 
 def _country(value: Any) -> str:

@@ -98,4 +98,3 @@ def score_openapi() -> dict[str, Any]:
 
     app, _ = build_apps()
     return dict(app.openapi())
-

@@ -11,12 +11,49 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import date, datetime
 from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 SCALE = int(os.environ.get("FUZZ_EXAMPLES", "0"))
+
+PAYLOAD = {
+    "lead_id": 900_001,
+    "created_at": "2026-05-20T09:30:00Z",
+    "source": "web",
+    "company_size": 10,
+    "activities": [{"occurred_at": "2026-05-25T10:00:00Z", "activity_type": "email_open"}],
+}
+# The issue's reproductions: each gave a 500 (or a retried task) before the shared rules.
+REPRODUCTIONS = {
+    "created_at-overflows-to-utc": (
+        {"leads": [{**PAYLOAD, "created_at": "0001-01-01T00:00:00+01:00"}]},
+        "leads[0].created_at",
+    ),
+    "occurred_at-overflows-to-utc": (
+        {
+            "leads": [
+                {
+                    **PAYLOAD,
+                    "activities": [
+                        {"occurred_at": "9999-12-31T23:59:59-01:00", "activity_type": "email_open"}
+                    ],
+                }
+            ]
+        },
+        "leads[0].activities[0].occurred_at",
+    ),
+    "company_size-past-2^63": (
+        {"leads": [{**PAYLOAD, "company_size": 99999999999999999999}]},
+        "leads[0].company_size",
+    ),
+    "company_size-past-2^53": (
+        {"leads": [{**PAYLOAD, "company_size": 9223372036854775807}]},
+        "leads[0].company_size",
+    ),
+}
 
 
 def fuzz_settings(examples: int) -> settings:
@@ -36,9 +73,14 @@ def fuzz_settings(examples: int) -> settings:
 
 
 def score_operation(openapi: dict[str, Any]) -> Any:
+    """`POST /score` of the schema, generated as tests/schemathesis.toml configures the live
+    fuzz (no Authorization headers: the body is what is under test)."""
     import schemathesis
 
-    return schemathesis.openapi.from_dict(openapi)["/score"]["POST"]
+    from mlsys.settings import REPO_ROOT
+
+    config = schemathesis.Config.from_path(REPO_ROOT / "tests" / "schemathesis.toml")
+    return schemathesis.openapi.from_dict(openapi, config=config)["/score"]["POST"]
 
 
 def score_bodies(openapi: dict[str, Any], mode: str) -> st.SearchStrategy[Any]:
@@ -149,3 +191,59 @@ REQUESTS = st.fixed_dictionaries(
         "as_of": st.none() | edge_timestamps() | st.sampled_from(["2026-06-01", "0001-01-01", "9999-12-31"])
     },
 )
+
+
+@st.composite
+def valid_timestamps(draw: st.DrawFn) -> str:
+    """Timestamps the rules accept, spread over years 1-9999 and every offset."""
+    moment = draw(
+        st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30))
+        | st.sampled_from(
+            [datetime(1, 1, 2), datetime(9999, 12, 30, 23, 59, 59, 999999), datetime(1970, 1, 1)]
+        )
+    )
+    return moment.isoformat() + draw(
+        st.sampled_from(["", "Z", "+00:00", "+01:00", "-01:00", "+23:59", "-23:59"])
+    )
+
+
+@st.composite
+def edge_requests(draw: st.DrawFn) -> dict[str, Any]:
+    """Requests the parser accepts (lead ids unique), with every value at an edge of its rule:
+    what reaches the feature SQL and the model."""
+    from mlsys.validation import ACTIVITY_TYPES, JOB_LEVELS, SOURCES
+
+    ids = draw(
+        st.lists(
+            st.integers(-(2**63), 2**63 - 1) | st.sampled_from([0, 2**63 - 1, -(2**63)]),
+            min_size=1,
+            max_size=3,
+            unique=True,
+        )
+    )
+    leads = []
+    for lead_id in ids:
+        activity = st.fixed_dictionaries(
+            {"occurred_at": valid_timestamps(), "activity_type": st.sampled_from(ACTIVITY_TYPES)}
+        )
+        leads.append(
+            {
+                "lead_id": lead_id,
+                "created_at": draw(valid_timestamps()),
+                "source": draw(st.sampled_from(SOURCES)),
+                "industry": draw(st.none() | st.text(max_size=200).filter(lambda t: "\x00" not in t)),
+                "country": draw(st.none() | st.from_regex(r"\A[A-Z]{2}\Z")),
+                "company_size": draw(st.none() | st.integers(1, 2**53) | st.sampled_from([1, 2**53])),
+                "job_level": draw(st.none() | st.sampled_from(JOB_LEVELS)),
+                "activities": draw(st.lists(activity, max_size=5)),
+            }
+        )
+    request: dict[str, Any] = {"leads": leads}
+    as_of = draw(
+        st.none()
+        | st.dates(min_value=date(1, 1, 2))
+        | st.sampled_from([date(2026, 6, 1), date(9999, 12, 31)])
+    )
+    if as_of is not None:
+        request["as_of"] = as_of.isoformat()
+    return request

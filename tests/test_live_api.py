@@ -33,6 +33,7 @@ import pytest
 
 from mlsys.airflow_env import SIMPLE_AUTH_MANAGER
 from mlsys.settings import REPO_ROOT
+from tests.fuzz import PAYLOAD, REPRODUCTIONS
 from tests.live import free_port, http
 
 pytestmark = pytest.mark.slow
@@ -70,6 +71,27 @@ class LiveStack:
         port = free_port()
         password = secrets.token_urlsafe(12)
         (home / "passwords.json").write_text(json.dumps({USER: password}))
+        env = cls.environment(home, port, base_env, bytecode_cache=bytecode_cache)
+        stack = cls(home, port, password, env)
+        try:
+            stack._init_db(template_db)
+            airflow = str(Path(sys.executable).with_name("airflow"))
+            stack._spawn("api-server", [airflow, "api-server", "--port", str(port), "--workers", "1"])
+            stack._spawn("scheduler", [airflow, "scheduler", "--skip-serve-logs"])
+            stack._spawn("dag-processor", [airflow, "dag-processor"])
+            stack._wait_ready(unpause, dags, timeout)
+        except BaseException:
+            stack.stop()
+            raise
+        return stack
+
+    @staticmethod
+    def environment(
+        home: Path, port: int, base_env: dict[str, str], *, bytecode_cache: bool = True
+    ) -> dict[str, str]:
+        """The environment of every component: SQLite in `home`, simple auth with the user of
+        `home/passwords.json`, this port (benchmarks/bench_first_request.py starts the
+        api-server alone with it)."""
         env = {
             **base_env,
             "AIRFLOW_HOME": str(home),
@@ -96,18 +118,7 @@ class LiveStack:
             # (kept in this home, not in the venv) makes every run after the first faster.
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env["PYTHONPYCACHEPREFIX"] = str(home / "pycache")
-        stack = cls(home, port, password, env)
-        try:
-            stack._init_db(template_db)
-            airflow = str(Path(sys.executable).with_name("airflow"))
-            stack._spawn("api-server", [airflow, "api-server", "--port", str(port), "--workers", "1"])
-            stack._spawn("scheduler", [airflow, "scheduler", "--skip-serve-logs"])
-            stack._spawn("dag-processor", [airflow, "dag-processor"])
-            stack._wait_ready(unpause, dags, timeout)
-        except BaseException:
-            stack.stop()
-            raise
-        return stack
+        return env
 
     def _init_db(self, template_db: Path | None) -> None:
         target = self.home / "airflow.db"
@@ -340,14 +351,6 @@ def test_cli_against_the_api(
 
 # -- no input gets a 500; ready when it says so ----------------------------------------------------
 
-REPRO_PAYLOAD = {
-    "lead_id": 900_001,
-    "created_at": "2026-05-20T09:30:00Z",
-    "source": "web",
-    "company_size": 10,
-    "activities": [{"occurred_at": "2026-05-25T10:00:00Z", "activity_type": "email_open"}],
-}
-
 
 def _post_raw(stack: LiveStack, token: str | None, body: bytes, headers: dict[str, str] | None = None) -> Any:
     request = urllib.request.Request(
@@ -370,48 +373,12 @@ def _post_raw(stack: LiveStack, token: str | None, body: bytes, headers: dict[st
 @pytest.mark.parametrize(
     ("body", "code", "path"),
     [
-        (
-            {"leads": [{**REPRO_PAYLOAD, "created_at": "0001-01-01T00:00:00+01:00"}]},
-            "invalid_lead",
-            "leads[0].created_at",
-        ),
-        (
-            {
-                "leads": [
-                    {
-                        **REPRO_PAYLOAD,
-                        "activities": [
-                            {"occurred_at": "9999-12-31T23:59:59-01:00", "activity_type": "email_open"}
-                        ],
-                    }
-                ]
-            },
-            "invalid_lead",
-            "leads[0].activities[0].occurred_at",
-        ),
-        (
-            {"leads": [{**REPRO_PAYLOAD, "company_size": 99999999999999999999}]},
-            "invalid_lead",
-            "leads[0].company_size",
-        ),
-        (
-            {"leads": [{**REPRO_PAYLOAD, "company_size": 9223372036854775807}]},
-            "invalid_lead",
-            "leads[0].company_size",
-        ),
+        *((conf, "invalid_lead", path) for conf, path in REPRODUCTIONS.values()),
         (b"[" * 100_000 + b"]" * 100_000, "invalid_json", None),
-        ({"leads": [{**REPRO_PAYLOAD, "industry": "\ud800"}]}, "invalid_lead", "leads[0].industry"),
+        ({"leads": [{**PAYLOAD, "industry": "\ud800"}]}, "invalid_lead", "leads[0].industry"),
         (b'{"leads": [{"lead_id": NaN}]}', "invalid_json", None),
     ],
-    ids=[
-        "created_at-to-utc",
-        "occurred_at-to-utc",
-        "past-2^63",
-        "past-2^53",
-        "nested-100000",
-        "surrogate",
-        "nan",
-    ],
+    ids=[*REPRODUCTIONS, "nested-100000", "surrogate", "nan"],
 )
 def test_the_reproductions_answer_400_with_their_path(
     stack: LiveStack, api: Any, body: Any, code: str, path: str | None
@@ -520,3 +487,18 @@ def test_a_paused_dag_is_reported_at_once_with_the_unpause_call(
         assert "score_on_demand DAG is paused" in capsys.readouterr().err
     finally:
         assert http("PATCH", url, {"is_paused": False}, api.token())[0] == 200
+
+
+def test_the_compose_healthcheck_waits_for_the_scorer(stack: LiveStack) -> None:
+    """docker-compose.yaml's api-server healthcheck, run as written against this api-server
+    (its port instead of the container's 8080): it asks the readiness probe and passes."""
+    import yaml
+
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
+    command = compose["services"]["airflow-apiserver"]["healthcheck"]["test"]
+    assert command[:3] == ["CMD", "python", "-c"] and "/mlsys-health/ready" in command[3]
+    code = command[3].replace("localhost:8080", f"127.0.0.1:{stack.port}")
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
