@@ -622,8 +622,11 @@ class Scorer:
 
     # -- scoring ----------------------------------------------------------------------------
 
-    def score(self, conf: Any) -> list[dict[str, Any]]:
-        """Score a request; emits the on-demand metrics whatever happens."""
+    def score(self, conf: Any, *, record: bool = True) -> list[dict[str, Any]]:
+        """Score a request; emits the on-demand metrics whatever happens (unless not `record`:
+        a server's own warm-up probe is no client's request)."""
+        if not record:
+            return self._score(conf)
         start = perf_counter()
         try:
             results = self._score(conf)

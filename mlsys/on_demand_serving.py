@@ -51,11 +51,11 @@ def render(payload: Any) -> bytes:
     return json.dumps(payload, allow_nan=False).encode()
 
 
-def internal_error(exc: BaseException, rid: str) -> dict[str, Any]:
+def internal_error(exc: BaseException, rid: str, log_name: str = "the api-server log") -> dict[str, Any]:
+    """The answer to a failure nobody planned for: its class, where its traceback is, its id."""
     return {
         "error": "internal",
-        "message": f"unexpected {type(exc).__name__}: the api-server log has the traceback under "
-        f"request_id {rid}",
+        "message": f"unexpected {type(exc).__name__}: {log_name} has the traceback under request_id {rid}",
         "details": {"request_id": rid},
     }
 
@@ -117,8 +117,9 @@ def score_task(context: dict[str, Any]) -> list:
         ti.xcom_push(key="error", value=exc.to_dict())
         raise AirflowFailException(str(exc)) from exc
     except Exception as exc:
+        # The run id is the request id here: the task log of that run has the traceback.
         run_id = getattr(context.get("dag_run"), "run_id", None) or "unknown"
-        ti.xcom_push(key="error", value=internal_error(exc, str(run_id)))
+        ti.xcom_push(key="error", value=internal_error(exc, str(run_id), "the task log"))
         raise
 
 
@@ -133,9 +134,10 @@ class WarmUp:
     published features read. A server with no champion yet is ready too, or a fresh stack
     whose healthcheck waits for this would never start the scheduler that trains one."""
 
-    def __init__(self, scorer: Any, *, payloads: bool = True) -> None:
+    def __init__(self, scorer: Any, *, payloads: bool = True, freeze_gc: bool = True) -> None:
         self.scorer = scorer
         self.payloads = payloads
+        self.freeze_gc = freeze_gc  # a server's choice; a test process keeps its collector
         self.steps: dict[str, str] = {}
         self.seconds: float | None = None
         self._thread: threading.Thread | None = None
@@ -156,6 +158,7 @@ class WarmUp:
         if self.payloads:
             steps.append(("feature_sql", self.scorer.feature_sql))
         steps.append(("published_features", self._published_features))
+        steps.append(("probe", self._probe))
         for name, step in steps:
             try:
                 step()
@@ -173,7 +176,8 @@ class WarmUp:
         # What is loaded by now (Airflow, the model, the compiled SQL) lives as long as the
         # server: out of the collector's generations, full collections inside a request no
         # longer walk it (a one-lead request's p99 roughly halves here).
-        gc.freeze()
+        if self.freeze_gc:
+            gc.freeze()
         self._done.set()
         return self.steps
 
@@ -182,6 +186,23 @@ class WarmUp:
         as_of = self.scorer.latest_published()
         champion = self.scorer.champion()
         self.scorer.lookup([], as_of, [*champion.numeric, *champion.categorical])
+
+    def _probe(self) -> None:
+        """A lead id and a payload scored end to end, off the record: the first calls of the
+        model, the explainer and DuckDB cost tens of milliseconds that no client should wait for."""
+        import pyarrow.parquet as pq
+
+        from mlsys.on_demand_request import vocabularies
+
+        as_of = self.scorer.latest_published()
+        first = pq.ParquetFile(self.scorer.settings.lead_features_path(as_of)).read_row_group(
+            0, columns=["lead_id"]
+        )
+        leads: list[dict[str, Any]] = [{"lead_id": first.column("lead_id")[0].as_py()}]
+        if self.payloads:
+            source = vocabularies()["source"][0]
+            leads.append({"lead_id": -1, "created_at": "2000-01-01T00:00:00Z", "source": source})
+        self.scorer.score({"leads": leads, "as_of": as_of.isoformat()}, record=False)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)

@@ -223,6 +223,27 @@ def test_what_the_plugin_refuses_fails_the_dag_once_with_the_same_error(
     assert seen <= {"refused", "failed"} and seen, seen
 
 
+def test_an_unexpected_failure_in_the_dag_leaves_an_internal_error(
+    dagbag: Any, published: Path, settings: Settings
+) -> None:
+    """Not a bad request (a corrupt features file): XCom `error` = `internal` naming the run
+    whose task log has the traceback, and the task is retried, not failed for good."""
+    day = date(2026, 1, 7)
+    path = settings.lead_features_path(day)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"not parquet")
+    try:
+        run = _dag_test(dagbag, "score_on_demand", {"leads": [{"lead_id": 1}], "as_of": day.isoformat()})
+    finally:
+        path.unlink()
+    ti = run.get_task_instances()[0]
+    assert str(ti.state).rsplit(".", 1)[-1].lower() in ("up_for_retry", "failed")
+    assert ti.max_tries == 1  # the DAG's one retry is kept for what a retry may fix
+    error = _error_xcom(run)
+    assert error["error"] == "internal" and error["details"] == {"request_id": run.run_id}
+    assert "the task log" in error["message"]
+
+
 # -- on-demand requests: oversized, huge strings, SQL ---------------------------------------------------
 
 
