@@ -124,13 +124,9 @@ def main() -> int:
     parser.add_argument("--repo", type=Path, default=REPO, help="checkout whose plugin and mlsys to run")
     args = parser.parse_args()
 
-    home = args.home.resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["MLSYS_HOME"] = str(home)
-    for name in ("MLSYS_DATA_DIR", "MLSYS_WAREHOUSE", "MLFLOW_TRACKING_URI"):
-        os.environ.pop(name, None)
-    os.environ.setdefault("MLSYS_STATSD_PORT", "18125")
-    from benchmarks.bench_on_demand import AS_OF, prepare
+    from benchmarks.bench_on_demand import AS_OF, prepare, use_home
+
+    home = use_home(args.home)
     from mlsys.airflow_env import airflow_environ
     from mlsys.settings import Settings
 
