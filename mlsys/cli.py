@@ -20,8 +20,10 @@ log = logging.getLogger("mlsys")
 
 
 def _date(text: str) -> date:
+    from mlsys.input_rules import iso_date
+
     try:
-        return date.fromisoformat(text)
+        return iso_date(text)  # the date rule of every door (DAG conf, on-demand as_of)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from exc
 
