@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs beyond Python: promtool (from `prometheus`) for the
-# alert-rule unit tests; docker-compose (the Python v1, only to run `config` on
+# alert-rule unit tests, and `prometheus` with `prometheus-alertmanager` (amtool too) for the
+# live alert-delivery test; docker-compose (the Python v1, only to run `config` on
 # docker-compose.yaml: no Docker engine is installed); PostgreSQL and Redis for
 # `make test-postgres` (tests/test_postgres_celery.py starts throwaway servers of its own);
 # chromium and chromedriver (`chromium-driver`) for the browser test of `make airflow`; curl and
@@ -11,6 +12,7 @@ set -euo pipefail
 
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
@@ -41,13 +43,15 @@ export DEBIAN_FRONTEND=noninteractive
 # --no-install-recommends: promtool is all we need, not the node exporter and friends.
 "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # The package starts a Prometheus service where an init system runs; tests never need it.
-# Same for the PostgreSQL and Redis services (the tests start servers on free ports).
-for service in prometheus postgresql redis-server; do
+# Same for Alertmanager, PostgreSQL and Redis (the tests start servers on free ports).
+for service in prometheus prometheus-alertmanager postgresql redis-server; do
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
         "${SUDO[@]}" systemctl stop "$service" || true
     fi
 done
 command -v promtool >/dev/null
+command -v amtool >/dev/null
+command -v prometheus-alertmanager >/dev/null
 command -v docker-compose >/dev/null
 command -v redis-server >/dev/null
 command -v chromium >/dev/null

@@ -22,7 +22,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
-from mlsys.airflow_support import DEFAULT_ARGS, WAREHOUSE_POOL
+from mlsys.airflow_support import PIPELINE_ARGS, WAREHOUSE_POOL
 
 TRAINING_SNAPSHOTS = Asset("mlsys://features/training_snapshots")
 MODEL = Asset("mlsys://models/lead_scoring")
@@ -36,7 +36,7 @@ MODEL = Asset("mlsys://models/lead_scoring")
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=3),
-    default_args=DEFAULT_ARGS,
+    default_args=PIPELINE_ARGS,
     tags=["mlsys", "training"],
     doc_md=__doc__,
     params={

@@ -26,7 +26,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
-from mlsys.airflow_support import DEFAULT_ARGS, REGISTRY_RETRY_ARGS, WAREHOUSE_POOL
+from mlsys.airflow_support import PIPELINE_ARGS, REGISTRY_RETRY_ARGS, WAREHOUSE_POOL, nightly_deadline
 
 LEAD_FEATURES = Asset("mlsys://features/lead_features")
 SCORED_LEADS = Asset("mlsys://scored_leads")
@@ -41,7 +41,8 @@ SCORED_LEADS = Asset("mlsys://scored_leads")
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=2),
-    default_args=DEFAULT_ARGS,
+    deadline=nightly_deadline(),
+    default_args=PIPELINE_ARGS,
     tags=["mlsys", "scoring", "nightly"],
     doc_md=__doc__,
     params={

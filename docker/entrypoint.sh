@@ -3,13 +3,19 @@
 # compose stack needs, from environment variables only (docker-compose.yaml passes them from
 # .env); anything else runs as given (`airflow scheduler`, `mlsys score --as-of ...`).
 #
-#   init            Airflow metadata DB migration, the 1-slot `warehouse` pool, the API user's
-#                   password file (simple auth manager), the data folders. Idempotent: the
-#                   compose stack runs it on every `up`, before any other Airflow component.
+#   init            Airflow metadata DB migration (with the FAB auth manager's users and roles
+#                   tables), the 1-slot `warehouse` pool, the first admin user
+#                   (AIRFLOW_ADMIN_USER / AIRFLOW_ADMIN_PASSWORD, created once, then left to
+#                   the UI), the data folders. Idempotent: the compose stack runs it on every
+#                   `up`, before any other Airflow component.
 #   mlflow-server   The MLflow tracking server: PostgreSQL store, artifacts served from a
-#                   volume, basic-auth with its users in a database of their own. Extra
-#                   arguments go to `mlflow server`. MLFLOW_APP_NAME unset means basic-auth;
-#                   only an explicitly empty MLFLOW_APP_NAME (tests) runs it without auth.
+#                   volume, basic-auth with its users in a database of their own: the admin,
+#                   and the service account Airflow's tasks log in with (MLFLOW_SERVICE_USERNAME
+#                   / MLFLOW_SERVICE_PASSWORD: EDIT on every experiment and registered model,
+#                   its password set from the environment on every start); everyone else
+#                   gets READ by default. Extra arguments go to `mlflow server`.
+#                   MLFLOW_APP_NAME unset means basic-auth; only an explicitly empty
+#                   MLFLOW_APP_NAME (tests) runs it without auth.
 #
 # tests/test_postgres_celery.py runs both against a real PostgreSQL; tests/test_stack_static.py
 # checks the compose file uses them as written here.
@@ -33,24 +39,34 @@ require() {
 
 init() {
     require AIRFLOW__DATABASE__SQL_ALCHEMY_CONN AIRFLOW__CORE__FERNET_KEY AIRFLOW__API_AUTH__JWT_SECRET \
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE AIRFLOW_ADMIN_USER AIRFLOW_ADMIN_PASSWORD MLSYS_HOME
+        AIRFLOW__CORE__AUTH_MANAGER AIRFLOW_ADMIN_USER AIRFLOW_ADMIN_PASSWORD MLSYS_HOME
+    case "$AIRFLOW__CORE__AUTH_MANAGER" in
+        *.FabAuthManager) ;;
+        *) die "AIRFLOW__CORE__AUTH_MANAGER must be the FAB auth manager (users and roles in the metadata DB)" ;;
+    esac
     mkdir -p "$MLSYS_HOME/data/raw" "${AIRFLOW_HOME:-$MLSYS_HOME/airflow}"
     echo "mlsys-entrypoint: airflow db migrate"
     airflow db migrate
     airflow pools set warehouse 1 "Single writer of the DuckDB warehouse file"
-    # The simple auth manager reads {"user": "password"} from this file (mode 0600); the users
-    # and their roles are AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS.
+    # The first admin, from the environment (not on a command line). Created once: later
+    # changes to the user (password, roles) are made in the UI or with `airflow users`.
     python - <<'PY'
-import json
 import os
 
-path = os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
-os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-tmp = f"{path}.tmp"
-fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-with os.fdopen(fd, "w") as handle:
-    json.dump({os.environ["AIRFLOW_ADMIN_USER"]: os.environ["AIRFLOW_ADMIN_PASSWORD"]}, handle)
-os.replace(tmp, path)
+from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
+
+username = os.environ["AIRFLOW_ADMIN_USER"]
+with get_application_builder() as appbuilder:
+    security = appbuilder.sm
+    if security.find_user(username=username) is not None:
+        print(f"mlsys-entrypoint: Airflow user {username!r} exists; its password and roles are left as they are")
+    elif not security.add_user(
+        username, "Airflow", "Admin", f"{username}@localhost", security.find_role("Admin"),
+        os.environ["AIRFLOW_ADMIN_PASSWORD"],
+    ):
+        raise SystemExit(f"mlsys-entrypoint: could not create the Airflow admin {username!r}")
+    else:
+        print(f"mlsys-entrypoint: created the Airflow admin {username!r} (role Admin)")
 PY
     echo "mlsys-entrypoint: init done"
 }
@@ -74,6 +90,10 @@ authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 EOF
         export MLFLOW_AUTH_CONFIG_PATH="$config"
         set -- --app-name "$app" "$@"
+        if [ -n "${MLFLOW_SERVICE_USERNAME-}" ]; then
+            require MLFLOW_SERVICE_PASSWORD
+            service_account
+        fi
     fi
     exec mlflow server \
         --backend-store-uri "$MLFLOW_BACKEND_STORE_URI" \
@@ -84,6 +104,29 @@ EOF
         --workers "${MLFLOW_WORKERS:-2}" \
         --allowed-hosts "$MLFLOW_ALLOWED_HOSTS" \
         "$@"
+}
+
+# MLflow's auth store as the server sets it up (migrations, the admin), then the service
+# account: created or given the environment's password, EDIT on every experiment and registered
+# model (training logs runs, registers versions, moves the champion alias), never admin.
+service_account() {
+    python - <<'PY'
+import os
+
+from mlflow.server.auth import bootstrap_admin_user, store
+
+username, password = os.environ["MLFLOW_SERVICE_USERNAME"], os.environ["MLFLOW_SERVICE_PASSWORD"]
+if username == os.environ.get("MLFLOW_AUTH_ADMIN_USERNAME"):
+    raise SystemExit("mlsys-entrypoint: MLFLOW_SERVICE_USERNAME must differ from the MLflow admin")
+bootstrap_admin_user()
+if store.has_user(username):
+    store.update_user(username, password=password, is_admin=False)
+else:
+    store.create_user(username, password)
+for resource_type in ("experiment", "registered_model"):
+    store.grant_user_permission(username, resource_type, "*", "EDIT")
+print(f"mlsys-entrypoint: MLflow service account {username!r}: EDIT on every experiment and registered model")
+PY
 }
 
 case "${1:-}" in

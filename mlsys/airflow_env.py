@@ -124,9 +124,9 @@ def dbt_docs_dir(settings: Settings) -> Path:
 
 def gx_data_docs_dir(settings: Settings) -> Path:
     """The Data Docs site the GX checkpoints update (see the context config in mlsys.validation)."""
-    from mlsys.validation import DATA_DOCS_SITE
+    from mlsys.validation.engine import DATA_DOCS_SITE
 
-    return settings.data_dir / "gx" / "data_docs" / DATA_DOCS_SITE
+    return settings.gx_runtime_dir / "data_docs" / DATA_DOCS_SITE
 
 
 def _fernet_key(path: Path) -> str:

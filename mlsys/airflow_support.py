@@ -1,6 +1,7 @@
 """What DAG files and plugins share, kept out of them so they stay thin and parse fast.
 
-Nothing here imports Airflow at module level.
+Of Airflow, only the task SDK is imported at module level (for the notifier of
+`PIPELINE_ARGS`; every DAG file imports it anyway); nothing heavy is.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import threading
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
+
+from mlsys import notify
+from mlsys.settings import Settings
 
 WAREHOUSE_POOL = "warehouse"
 OWNER = "mlsys"
@@ -23,6 +27,43 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=30),
 }
+
+# Every task of the scheduled pipelines (score_leads, retrain): one that failed for good (no
+# try left) posts a notification naming the DAG, task, run and the first line of the error
+# (mlsys/notify.py; off without MLSYS_ALERT_WEBHOOK_URL). Airflow calls on_failure_callback only
+# then; a try that will be retried does not notify, nor does a task that never ran (upstream
+# failed). score_on_demand keeps DEFAULT_ARGS: a bad request fails its task by design and its
+# caller gets the error.
+PIPELINE_ARGS: dict[str, Any] = {
+    **DEFAULT_ARGS,
+    "on_failure_callback": [notify.WebhookNotifier(notify.TASK_FAILED)],
+}
+
+
+def nightly_deadline() -> Any:
+    """The Deadline Alert of `score_leads`: a run not finished MLSYS_NIGHTLY_DEADLINE_MINUTES
+    (60) after it was queued posts a notification while it still runs (the 02:00 run: by
+    about 03:00, before the `NightlyPartitionLate` alert and the run's 2 h timeout). Counted
+    from when the run was queued, not from its logical date, so a backfill of an old date is
+    not late at once. The scheduler finds missed deadlines; the executor runs the callback.
+
+    0 means no deadline: for `airflow dags test score_leads`, since Airflow 3.3's `dag.test()`
+    cannot finish a successful run of a DAG that has one (`mlsys.demo.run_dag` drops it)."""
+    from airflow.sdk.definitions.callback import SyncCallback
+    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+
+    minutes = Settings.from_env().nightly_deadline_minutes
+    if minutes < 0:
+        raise ValueError(f"MLSYS_NIGHTLY_DEADLINE_MINUTES must be positive (0: none), got {minutes}")
+    if minutes == 0:
+        return None
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(minutes=minutes),
+        callback=SyncCallback(notify.WebhookNotifier, kwargs={"event": notify.DEADLINE_MISSED}),
+        name="nightly scoring not finished",
+    )
+
 
 # Tasks that need the MLflow registry (scoring's plan and shards): more tries, so an MLflow
 # restart or a network blip is ridden out: waits of about 1-2, 2-4, 4-8 min between the 4

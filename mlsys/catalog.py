@@ -1,4 +1,4 @@
-"""The feature catalogue (DESIGN section 2b), read from dbt's manifest.
+"""The feature catalogue, read from dbt's manifest (docs/contracts.md).
 
 A column of a mart is a model input when its YAML says ``meta: {feature: numeric}`` or
 ``{feature: categorical}``. Training asks this module, never a hard-coded list, so a data
@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from mlsys import dbt
 from mlsys.settings import Settings
 
 FEATURE_KINDS = ("numeric", "categorical")
@@ -43,78 +43,12 @@ def _column_kind(column: dict[str, Any]) -> str | None:
     return None
 
 
-def manifest_path(settings: Settings) -> Path:
-    return settings.dbt_target_dir / "manifest.json"
-
-
-def _origin_path(settings: Settings) -> Path:
-    return settings.dbt_target_dir / "mlsys_manifest_origin.json"
-
-
-def manifest_stamp(settings: Settings) -> tuple[int, int] | None:
-    """(mtime, size) of the manifest, to tell whether a dbt call rewrote it."""
-    try:
-        stat = manifest_path(settings).stat()
-    except FileNotFoundError:
-        return None
-    return stat.st_mtime_ns, stat.st_size
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def record_manifest_project(settings: Settings) -> None:
-    """Note which project the manifest in the target folder was written from.
-
-    The target folder is per MLSYS_HOME, not per project, and the manifest does not name its
-    project folder: without this note, pointing MLSYS_DBT_PROJECT_DIR at another copy of the
-    project would let the catalogue read the previous project's features.
-    """
-    path = manifest_path(settings)
-    if path.exists():
-        origin = {"project_dir": str(settings.dbt_project_dir), "manifest_sha256": _sha256(path)}
-        _origin_path(settings).write_text(json.dumps(origin))
-
-
-def _manifest_is_current(settings: Settings) -> bool:
-    path, origin_path = manifest_path(settings), _origin_path(settings)
-    if not path.exists() or not origin_path.exists():
-        return False
-    try:
-        origin = json.loads(origin_path.read_text())
-    except json.JSONDecodeError:
-        return False
-    # The hash catches a manifest rewritten by a dbt run this package did not start.
-    return bool(
-        origin.get("project_dir") == str(settings.dbt_project_dir)
-        and origin.get("manifest_sha256") == _sha256(path)
-    )
-
-
-def ensure_manifest(settings: Settings) -> Path:
-    """The manifest of the configured project; `dbt parse` writes it when it is missing or
-    was written from another project folder.
-
-    A manifest of the right project is used as it is, on purpose: it is the one written by
-    the build of the marts being read, so features and catalogue always agree.
-    """
-    path = manifest_path(settings)
-    if not _manifest_is_current(settings):
-        from mlsys.features import dbt_args, run_dbt
-
-        # Partial parsing would start from the state of whatever project was parsed last.
-        result = run_dbt(dbt_args(settings, "parse", "--no-partial-parse"), settings)
-        if not result.success or not path.exists():
-            raise CatalogError(
-                f"dbt parse of {settings.dbt_project_dir} failed, no manifest at {path}: {result.exception}"
-            )
-    return path
-
-
 def load_catalog(mart: str, settings: Settings | None = None) -> FeatureCatalog:
     settings = settings or Settings.from_env()
-    path = ensure_manifest(settings)
+    try:
+        path = dbt.ensure_manifest(settings)
+    except dbt.ManifestError as exc:
+        raise CatalogError(str(exc)) from exc
     raw = path.read_bytes()
     manifest = json.loads(raw)
     nodes = [

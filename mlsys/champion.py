@@ -84,6 +84,15 @@ def _transform_blocks(blocks: list[tuple[Any, list[str]]], arrays: dict[str, np.
     return np.hstack([t.transform(np.column_stack([arrays[c] for c in cols])) for t, cols in blocks])
 
 
+def band_of(scores: np.ndarray, cutoffs: dict[str, float]) -> np.ndarray:
+    """Score bands A..D from the cut-offs stored with the model version."""
+    return np.where(
+        scores >= cutoffs["A"],
+        "A",
+        np.where(scores >= cutoffs["B"], "B", np.where(scores >= cutoffs["C"], "C", "D")),
+    )
+
+
 class Champion:
     """A loaded model version and how it scores: probability, band, reasons.
 
@@ -220,8 +229,6 @@ class Champion:
 
     def predict(self, table: Any) -> tuple[np.ndarray, list[Any], np.ndarray]:
         """Scores, top reasons and bands of the rows of an Arrow table of features."""
-        from mlsys.score import band_of
-
         if self._fast is not None:
             p, reasons = self._predict_split(table, self._fast)
         else:

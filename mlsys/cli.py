@@ -1,4 +1,4 @@
-"""`mlsys` command line (DESIGN section 5b): every stage without Airflow.
+"""`mlsys` command line: every stage without Airflow.
 
 Exit codes: 0 success, 1 failure with a one-line reason on stderr, 2 bad usage.
 """
@@ -207,10 +207,8 @@ def _run(args: argparse.Namespace) -> int:
         # The suites the DAG gates run, in the same order: raw tables first, then the mart.
         raw_suites = validation.raw_suites(settings, training=args.training)
         reports = [validation.validate_raw(suite, settings, as_of=as_of) for suite in raw_suites]
-        if args.training:
-            reports.append(validation.validate_training_snapshots(as_of, settings))
-        else:
-            reports.append(validation.validate_lead_features(as_of, settings))
+        mart = validation.TRAINING_SNAPSHOTS if args.training else validation.LEAD_FEATURES
+        reports.append(validation.validate_mart(mart, as_of, settings))
         for report in reports:
             print(report.summary())
         failures = [(r.suite, f) for r in reports for f in r.failures]

@@ -18,19 +18,28 @@ from mlsys.settings import Settings
 DEMO_END_DATE = date(2026, 6, 1)
 
 
-def run_dag(dag_id: str, logical_date: date, conf: dict[str, Any] | None = None) -> Any:
-    """Run one DAG in this process with `dag.test()`; raises when the run does not succeed."""
+def run_dag(
+    dag_id: str, logical_date: date, conf: dict[str, Any] | None = None, *, check: bool = True
+) -> Any:
+    """Run one DAG in this process with `dag.test()`; raises when the run does not succeed
+    (`check=False`: returns the run whatever its state)."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
     dag = bag.dags[dag_id]
+    # No scheduler watches deadlines here, and Airflow 3.3's dag.test() cannot finish a
+    # successful run of a DAG that has a Deadline Alert (DagRun.update_state looks the alerts up
+    # by the ids only the dag-processor gives them: "'dict' object has no attribute 'hex'").
+    dag.deadline = None
     run = dag.test(
         logical_date=datetime(logical_date.year, logical_date.month, logical_date.day, tzinfo=UTC),
         run_conf=conf,
     )
     state = str(getattr(run, "state", "")).lower()
+    if not check:
+        return run
     if not state.endswith("success"):
         raise RuntimeError(f"{dag_id} run {getattr(run, 'run_id', '?')} ended {state}")
     if not any(str(ti.state).endswith("success") for ti in run.get_task_instances()):

@@ -2,30 +2,24 @@
 
 ``dbt build`` runs the project in ``sql/`` with ``as_of`` as a var; the marts export
 themselves to Parquet (``materialized='external'``) so every reader after this step reads
-files and only this step holds the warehouse DuckDB file.
-
-DuckDB lets one process write a file, and a second opener fails with "Could not set lock on
-file". In Airflow the 1-slot `warehouse` pool keeps the DAGs' builds apart; `warehouse_lock`
-(an advisory lock next to the file) also queues builds that do not go through the pool: the
-CLI next to a running DAG, a backfill with the pool resized, two local schedulers.
+files and only this step holds the warehouse DuckDB file, under `mlsys.dbt.warehouse_lock`.
+A build may stage its marts (``features/.staging/``) until the gate passes them; `promote`
+moves them into place.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from mlsys import catalog, metrics
+from mlsys import dbt, metrics
 from mlsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,108 +47,6 @@ class FeatureBuildResult:
     def summary(self) -> str:
         parts = [f"{name}: {self.rows[name]:,} rows -> {path}" for name, path in self.outputs.items()]
         return f"features as of {self.as_of} built in {self.seconds:.1f}s; " + "; ".join(parts)
-
-
-def dbt_env(settings: Settings) -> dict[str, str]:
-    """The variables profiles.yml and the sources read, from the settings object."""
-    return {
-        "MLSYS_DATA_DIR": str(settings.data_dir),
-        "MLSYS_WAREHOUSE": str(settings.warehouse),
-    }
-
-
-def dbt_args(settings: Settings, command: str, *extra: str) -> list[str]:
-    """dbt's command line for this project and home; `extra` may start with a sub-command
-    (`dbt_args(s, "docs", "generate")`), so the shared options go last."""
-    return [
-        command,
-        *extra,
-        "--project-dir",
-        str(settings.dbt_project_dir),
-        "--profiles-dir",
-        str(settings.dbt_project_dir),
-        "--target-path",
-        str(settings.dbt_target_dir),
-        "--log-path",
-        str(settings.dbt_log_dir),
-    ]
-
-
-@contextmanager
-def warehouse_lock(settings: Settings, *, timeout_seconds: float = 3 * 3600) -> Iterator[None]:
-    """Hold `<warehouse>.lock` exclusively: builds on one warehouse run one after the other.
-
-    flock(2) is released by the kernel when the holder dies (even by SIGKILL), so a killed
-    build never leaves the warehouse locked. A waiter logs who holds it and gives up after
-    `timeout_seconds` (the DAGs' run timeouts are shorter)."""
-    import time
-
-    path = settings.warehouse.with_name(settings.warehouse.name + ".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + timeout_seconds
-        waited = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not waited:
-                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-                    log.info("warehouse %s is being built by %s: waiting", settings.warehouse, holder)
-                    waited = True
-                if time.monotonic() > deadline:
-                    raise FeatureBuildError(
-                        f"the warehouse {settings.warehouse} stayed locked for {timeout_seconds:.0f}s"
-                    ) from None
-                time.sleep(0.5)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} since {datetime.now(UTC).isoformat()}".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def run_dbt(args: list[str], settings: Settings) -> Any:
-    """Invoke dbt in this process and release the warehouse file afterwards."""
-    from dbt.cli.main import dbtRunner
-
-    # dbt reads these through env_var(); set them for this call only. Leaving them set would
-    # leak one home's paths into every later Settings.from_env() of a long-lived process
-    # (the api-server plugin, a test session).
-    overrides = dbt_env(settings)
-    saved = {name: os.environ.get(name) for name in overrides}
-    os.environ.update(overrides)
-    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
-    manifest_before = catalog.manifest_stamp(settings)
-    try:
-        return dbtRunner().invoke(args)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        _release_duckdb()
-        if catalog.manifest_stamp(settings) != manifest_before:
-            catalog.record_manifest_project(settings)
-
-
-def _release_duckdb() -> None:
-    """dbt-duckdb caches its DuckDB connection per process; close it so the file lock goes."""
-    try:
-        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-    except ImportError:  # pragma: no cover - adapter always installed with the package
-        return
-    with DuckDBConnectionManager._LOCK:
-        env = DuckDBConnectionManager._ENV
-        DuckDBConnectionManager._ENV = None
-    if env is not None:
-        try:
-            env.close()
-        except Exception as exc:  # noqa: BLE001 - best effort, the process may end anyway
-            log.debug("closing dbt's DuckDB environment failed: %s", exc)
 
 
 def _node_lines(result: Any, statuses: set[str]) -> list[str]:
@@ -193,7 +85,7 @@ def build(
     if not settings.raw_dir.is_dir():
         raise FeatureBuildError(
             f"no raw landing data under {settings.raw_dir}: run `mlsys generate` or land the "
-            "CRM export there (DESIGN section 2)"
+            "CRM export there (docs/contracts.md)"
         )
     wanted = {
         name: settings.mart_path(name, as_of, staged=staged)
@@ -203,16 +95,12 @@ def build(
     for path in wanted.values():
         # DuckDB's COPY does not create folders.
         path.parent.mkdir(parents=True, exist_ok=True)
-    dbt_vars = {
-        "as_of": as_of.isoformat(),
-        "horizon_days": settings.horizon_days,
-        "snapshot_weeks": settings.snapshot_weeks,
-        "stage_features": staged,
-        "activity_partitions": activity_partitions(settings),
-    }
+    dbt_vars = dbt.build_vars(
+        settings, as_of, stage_features=staged, activity_partitions=activity_partitions(settings)
+    )
     # cautious: a test runs only when all the models it reads are selected (the marts are
     # built separately by scoring and by retrain).
-    args = dbt_args(
+    args = dbt.args(
         settings,
         "build",
         "--select",
@@ -223,13 +111,13 @@ def build(
         json.dumps(dbt_vars),
     )
     log.info("dbt %s", " ".join(args))
-    with warehouse_lock(settings):
+    with dbt.warehouse_lock(settings):
         if staged:
             for path in wanted.values():
                 # An earlier build's file that failed its gate: must not pass for this one's.
                 path.unlink(missing_ok=True)
         start = perf_counter()
-        result = run_dbt(args, settings)
+        result = dbt.run(args, settings)
         seconds = perf_counter() - start
         if result.exception is None and result.success:
             models = [r.node for r in result.result.results if r.node.resource_type == "model"]

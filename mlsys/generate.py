@@ -55,6 +55,8 @@ import pyarrow.parquet as pq
 from numpy.random import PCG64, Generator, SeedSequence
 from numpy.typing import NDArray
 
+from mlsys.contract import ACTIVITIES, CONVERSIONS, LEADS, raw_contract
+
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 CodeArray = NDArray[np.int8]
@@ -119,6 +121,7 @@ _ACTIVITY: Final[dict[str, tuple[float, float]]] = {
     "demo_requested": (0.005, 0.08),
 }
 
+# The generator's own order of each category (its codes); the values are the contract's.
 SOURCES: Final = tuple(_SOURCE)
 JOB_LEVELS: Final = tuple(_JOB_LEVEL)
 INDUSTRIES: Final = tuple(_INDUSTRY)
@@ -164,25 +167,11 @@ SECONDS_PER_DAY: Final = 86_400
 US_PER_DAY: Final = 86_400_000_000
 _EPOCH: Final = datetime(1970, 1, 1)
 
-LEADS_SCHEMA: Final = pa.schema(
-    [
-        ("lead_id", pa.int64()),
-        ("created_at", pa.timestamp("us")),
-        ("source", pa.string()),
-        ("industry", pa.string()),
-        ("country", pa.string()),
-        ("company_size", pa.int64()),
-        ("job_level", pa.string()),
-    ]
-)
-ACTIVITIES_SCHEMA: Final = pa.schema(
-    [
-        ("lead_id", pa.int64()),
-        ("occurred_at", pa.timestamp("us")),
-        ("activity_type", pa.string()),
-    ]
-)
-CONVERSIONS_SCHEMA: Final = pa.schema([("lead_id", pa.int64()), ("converted_at", pa.timestamp("us"))])
+# The landing files follow the raw contract declared in the dbt project (mlsys.contract).
+_CONTRACT: Final = raw_contract()
+LEADS_SCHEMA: Final = _CONTRACT.table(LEADS).arrow_schema()
+ACTIVITIES_SCHEMA: Final = _CONTRACT.table(ACTIVITIES).arrow_schema()
+CONVERSIONS_SCHEMA: Final = _CONTRACT.table(CONVERSIONS).arrow_schema()
 GROUND_TRUTH_SCHEMA: Final = pa.schema(
     [
         ("lead_id", pa.int64()),
@@ -476,6 +465,19 @@ def _check_args(
         raise ValueError(f"activities_per_lead must be a finite number > 0, got {activities_per_lead!r}")
 
 
+def _check_vocabularies() -> None:
+    """Every value the contract accepts needs the generator's parameters, and the generator
+    must not write a value the contract refuses."""
+    ours = {"lead_sources": SOURCES, "job_levels": JOB_LEVELS, "activity_types": ACTIVITY_TYPES}
+    for var, values in ours.items():
+        declared = _CONTRACT.vocabularies[var]
+        if set(values) != set(declared):
+            raise ValueError(
+                f"the contract's {var} ({', '.join(declared)}) differ from the generator's "
+                f"({', '.join(values)}): give mlsys/generate.py parameters for the new values"
+            )
+
+
 def generate(
     out_dir: Path,
     n_leads: int = 100_000,
@@ -493,6 +495,7 @@ def generate(
     folders are replaced, including surplus activity part files.
     """
     _check_args(n_leads, seed, end_date, horizon_days, history_days, activities_per_lead)
+    _check_vocabularies()
     out_dir = Path(out_dir)
     n_leads = int(n_leads)
     horizon_days, history_days = int(horizon_days), int(history_days)
@@ -602,3 +605,32 @@ def generate(
         positive_rate=positive_rate,
         truth_path=truth_path,
     )
+
+
+def synthetic_features_sql(rows: int, as_of: date, *, label: bool = False) -> str:
+    """A SELECT producing ``rows`` valid lead_features (or training_snapshots) rows, for the
+    gate's tests and benchmark: no dbt build needed to have a mart of any size."""
+    from mlsys.validation.suites import ACTIVITY_TYPE_COUNTS, JOB_LEVELS, SOURCES, sql_list
+
+    sources, levels = sql_list(SOURCES), sql_list(JOB_LEVELS)
+    cols = [
+        "i::BIGINT AS lead_id",
+        f"DATE '{as_of.isoformat()}' AS as_of",
+        f"{sources}[1 + i % 6] AS source",
+        "CASE WHEN i % 5 = 0 THEN NULL ELSE 'industry_' || (i % 12)::VARCHAR END AS industry",
+        "CASE WHEN i % 7 = 0 THEN NULL ELSE ['US', 'DE', 'GB', 'FR'][1 + i % 4] END AS country",
+        f"CASE WHEN i % 9 = 0 THEN NULL ELSE {levels}[1 + i % 5] END AS job_level",
+        "CASE WHEN i % 11 = 0 THEN NULL ELSE (1 + i % 5000)::BIGINT END AS company_size",
+        "(i % 720)::INTEGER AS lead_age_days",
+        "CASE WHEN i % 4 = 0 THEN NULL ELSE (9 + i % 9)::DOUBLE END AS days_since_first_activity",
+        "CASE WHEN i % 4 = 0 THEN NULL ELSE (i % 10)::DOUBLE END AS days_since_last_activity",
+        "(i % 50 + 30)::BIGINT AS n_activities_total",
+        "(i % 5)::BIGINT AS n_activities_7d",
+        "(i % 5 + 10)::BIGINT AS n_activities_30d",
+        "(i % 5 + 20)::BIGINT AS n_activities_90d",
+    ]
+    cols += [f"(i % 3)::BIGINT AS {c}" for c in ACTIVITY_TYPE_COUNTS]
+    cols.append("((i % 7) - 3)::BIGINT AS activity_trend_7d")
+    if label:
+        cols.append("(CASE WHEN i % 20 = 0 THEN 1 ELSE 0 END)::INTEGER AS label")
+    return "SELECT\n  " + ",\n  ".join(cols) + f"\nFROM range({int(rows)}) AS t(i)"

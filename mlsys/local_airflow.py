@@ -199,9 +199,9 @@ class LocalAirflow:
         ]
 
     def _dbt_env(self) -> dict[str, str]:
-        from mlsys.features import dbt_env
+        from mlsys import dbt
 
-        return {**self.env, **dbt_env(self.settings)}
+        return {**self.env, **dbt.env(self.settings)}
 
     def _spawn(
         self, name: str, args: list[str], env: dict[str, str] | None = None

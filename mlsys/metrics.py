@@ -1,4 +1,4 @@
-"""StatsD metrics of the contract in DESIGN section 6 (prefix ``mlsys``).
+"""StatsD metrics, prefix ``mlsys``.
 
 Metrics are fire-and-forget UDP: a task must never fail because nobody listens, so every
 send is wrapped and a broken client is logged once, not raised.

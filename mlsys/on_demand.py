@@ -12,7 +12,7 @@ A request (the DAG run's ``conf``, or the POST body)::
   ``as_of``; without ``as_of``, of the newest published scored partition (features the GX
   gate passed). Its score equals that partition's score for the same champion.
 * A lead payload carries the lead's attributes and its activities in the raw landing
-  contract's fields (DESIGN section 2)::
+  contract's fields (docs/contracts.md)::
 
       {"lead_id": 42, "created_at": "2026-05-20T09:30:00Z", "source": "web",
        "industry": "software", "country": "DE", "company_size": 120, "job_level": "manager",

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from mlsys import input_rules
+from mlsys import contract, input_rules
+from mlsys.contract import raw_contract
 from mlsys.input_rules import FLOAT64_EXACT_MAX, InvalidJSON, shown, type_name
 
 MAX_LEADS_PER_REQUEST = 100  # default of Settings.on_demand_max_leads
@@ -38,10 +39,13 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 COUNTRY_PATTERN = r"[A-Z]{2}"
 _COUNTRY = re.compile(COUNTRY_PATTERN)
 
-# The raw landing contract: the fields a payload may carry.
-LEAD_FIELDS = ("lead_id", "created_at", "source", "industry", "country", "company_size", "job_level")
-ACTIVITY_FIELDS = ("occurred_at", "activity_type")
-REQUIRED_LEAD_FIELDS = ("lead_id", "created_at", "source")
+# The raw landing contract (declared in the dbt project, read by mlsys.contract): the fields a
+# payload may carry, and those it must.
+_LEADS = raw_contract().table(contract.LEADS)
+LEAD_FIELDS = _LEADS.names
+REQUIRED_LEAD_FIELDS = _LEADS.required
+# An activity's lead_id is its lead's: optional in a payload, equal when given.
+ACTIVITY_FIELDS = tuple(n for n in raw_contract().table(contract.ACTIVITIES).names if n != "lead_id")
 REQUEST_KEYS = ("leads", "as_of")
 
 
@@ -108,10 +112,16 @@ class ScoreRequest:
 
 
 def vocabularies() -> dict[str, tuple[str, ...]]:
-    # The gate's value sets, so a payload is held to the same rules as a nightly CRM export.
-    from mlsys.validation import ACTIVITY_TYPES, JOB_LEVELS, SOURCES
-
-    return {"source": SOURCES, "job_level": JOB_LEVELS, "activity_type": ACTIVITY_TYPES}
+    """The contract's value sets (what the gate holds a nightly CRM export to), by field."""
+    found = {
+        column: raw_contract().values_of(table, column)
+        for table, column in (
+            (contract.LEADS, "source"),
+            (contract.LEADS, "job_level"),
+            (contract.ACTIVITIES, "activity_type"),
+        )
+    }
+    return {column: values for column, values in found.items() if values is not None}
 
 
 class _Problems:

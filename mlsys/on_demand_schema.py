@@ -27,17 +27,18 @@ from mlsys.on_demand_request import (
     MAX_COMPANY_SIZE,
     MAX_LEADS_PER_REQUEST,
     MAX_TEXT_LENGTH,
+    vocabularies,
 )
-from mlsys.validation import ACTIVITY_TYPES, JOB_LEVELS, SOURCES
 
 # Strict: a JSON string is not a number, 1.0 is not an integer, true is not 1 (as in the parser).
 _REQUEST = ConfigDict(extra="forbid", strict=True)
 # Answers may gain fields without breaking clients.
 _ANSWER = ConfigDict(extra="allow")
 
-Source = StrEnum("Source", {name: name for name in SOURCES})  # type: ignore[misc]
-JobLevel = StrEnum("JobLevel", {name: name for name in JOB_LEVELS})  # type: ignore[misc]
-ActivityType = StrEnum("ActivityType", {name: name for name in ACTIVITY_TYPES})  # type: ignore[misc]
+_VALUES = vocabularies()
+Source = StrEnum("Source", {name: name for name in _VALUES["source"]})  # type: ignore[misc]
+JobLevel = StrEnum("JobLevel", {name: name for name in _VALUES["job_level"]})  # type: ignore[misc]
+ActivityType = StrEnum("ActivityType", {name: name for name in _VALUES["activity_type"]})  # type: ignore[misc]
 
 LeadId = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX, description="The lead's id (BIGINT).")]
 Timestamp = Annotated[

@@ -91,6 +91,7 @@ def alias_version(settings: Settings, alias: str) -> Any | None:
             "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", ""))
             or "not found" in str(exc).lower()
             or "does not exist" in str(exc).lower()
+            or _model_missing_behind_auth(settings, exc)
         ):
             return None
         if policy is None or alias != CHAMPION or not is_unreachable(exc):
@@ -99,6 +100,22 @@ def alias_version(settings: Settings, alias: str) -> Any | None:
     if policy is not None and alias == CHAMPION:
         _remember_champion(settings, found)
     return found
+
+
+def _model_missing_behind_auth(settings: Settings, exc: Exception) -> bool:
+    """MLflow's basic-auth answers 403 to an account that is not admin (Airflow's service
+    account) looking up an alias of a registered model that does not exist yet: it cannot tell
+    a model from a prompt without one. The model itself answers 404 then; any other 403 stays
+    an error."""
+    from mlflow.exceptions import MlflowException
+
+    if "PERMISSION_DENIED" not in str(getattr(exc, "error_code", "")):
+        return False
+    try:
+        client(settings).get_registered_model(settings.model_name)
+    except MlflowException as missing:
+        return "RESOURCE_DOES_NOT_EXIST" in str(missing.error_code)
+    return False
 
 
 @dataclass

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlsys import registry
-from mlsys.champion import Champion
+from mlsys.champion import Champion, band_of
 from mlsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -116,14 +116,6 @@ class ScorePlan:
             str(raw["run_id"]),
             datetime.fromisoformat(raw["scored_at"]),
         )
-
-
-def band_of(scores: np.ndarray, cutoffs: dict[str, float]) -> np.ndarray:
-    return np.where(
-        scores >= cutoffs["A"],
-        "A",
-        np.where(scores >= cutoffs["B"], "B", np.where(scores >= cutoffs["C"], "C", "D")),
-    )
 
 
 def shard_of(lead_ids: np.ndarray, n_shards: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 """One settings object for the whole package, read from ``MLSYS_*`` environment variables.
 
-Defaults are the embedded (laptop) setup of DESIGN section 5: everything under ``$MLSYS_HOME``
+Defaults are the embedded (laptop) setup: everything under ``$MLSYS_HOME``
 (default ``./var``): ``data/`` (raw landing, features, scored table), ``warehouse.duckdb``,
 ``mlflow.db`` + ``mlartifacts/``, dbt's ``target/``.
 Paths are resolved against the current working directory at the time ``Settings.from_env``
@@ -87,6 +87,11 @@ class Settings:
     # scorer looks for a moved champion alias or changed feature SQL.
     on_demand_max_leads: int = 100
     on_demand_refresh_seconds: float = 5.0
+    # Airflow's own notifications (mlsys/notify.py): the chat incoming-webhook URL they are
+    # posted to (empty: off), and how long after it is queued a score_leads run should be done
+    # (its Deadline Alert; the run's hard limit, dagrun_timeout, is 2 h).
+    alert_webhook_url: str = ""
+    nightly_deadline_minutes: float = 60.0
     extra: dict[str, str] = field(default_factory=dict)
 
     # Derived locations. Everything a reader needs is a Parquet path under data_dir.
@@ -120,6 +125,12 @@ class Settings:
     def staging_dir(self) -> Path:
         """Scratch space on the same file system as the scored table (renames stay atomic)."""
         return self.data_dir / ".staging"
+
+    @property
+    def gx_runtime_dir(self) -> Path:
+        """What the gate writes while it runs: validation results, Data Docs, row-count state
+        of previous runs, DuckDB spill files. Never in the repo's GX context folder."""
+        return self.data_dir / "gx"
 
     @property
     def bi_database(self) -> Path:
@@ -182,4 +193,6 @@ class Settings:
             conversions_glob=_env("MLSYS_CONVERSIONS", "raw/conversions/*.parquet"),
             on_demand_max_leads=_env_int("MLSYS_ON_DEMAND_MAX_LEADS", 100),
             on_demand_refresh_seconds=_env_float("MLSYS_ON_DEMAND_REFRESH_SECONDS", 5.0),
+            alert_webhook_url=_env("MLSYS_ALERT_WEBHOOK_URL", ""),
+            nightly_deadline_minutes=_env_float("MLSYS_NIGHTLY_DEADLINE_MINUTES", 60.0),
         )

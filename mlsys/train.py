@@ -26,13 +26,13 @@ from mlsys import metrics, registry
 from mlsys.catalog import FeatureCatalog, load_catalog
 from mlsys.evaluate import classification_metrics, save_plots, score_band_cutoffs
 from mlsys.model import (
+    Explainer,
     ModelConfig,
     SmotePlan,
     TrainingDataError,
     base_pipeline,
     build_pipeline,
     fit_calibrated,
-    linear_contributions,
     plan_smote,
     prepare_frame,
     reason_spec,
@@ -447,18 +447,12 @@ def _log_artifacts(
             f"Holdout {splits.holdout_date}, positive = top 10% of scores (p >= {threshold:.4f})\n\n"
             + str(report)
         )
-        contributions, names = linear_contributions(model, x_train.head(20_000), reasons)
-        if names:
-            importance = pd.DataFrame(
-                {
-                    "feature": names,
-                    "mean_abs_logit_contribution": np.abs(contributions).mean(axis=0),
-                }
-            )
-        else:
-            est = pipeline.named_steps["model"]
-            importance = pd.DataFrame({"feature": [], "mean_abs_logit_contribution": []})
-            log.info("feature importances: %s has no linear coefficients", type(est).__name__)
+        # The same contributions as the published top_reasons (exact for logistic regression,
+        # Saabas path attributions for gradient-boosted trees), averaged in absolute value.
+        contributions, names = Explainer(model, reasons).contributions(x_train.head(20_000))
+        importance = pd.DataFrame(
+            {"feature": names, "mean_abs_logit_contribution": np.abs(contributions).mean(axis=0)}
+        )
         importance.sort_values("mean_abs_logit_contribution", ascending=False).to_csv(
             out / "feature_importances.csv", index=False
         )

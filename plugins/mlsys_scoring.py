@@ -1,12 +1,13 @@
 """Synchronous on-demand scoring on the Airflow api-server: `POST /mlsys/score`,
 `GET /mlsys/model`, `GET /mlsys/openapi.json`, and the readiness probe `GET /mlsys-health/ready`.
 
-The `/mlsys` routes need Airflow authentication (a JWT from `POST /auth/token` as
+The `/mlsys` routes need an Airflow login with a permission (a JWT from `POST /auth/token` as
 `Authorization: Bearer`, or the UI's session cookie): Airflow does not protect plugin apps by
-itself, so the app carries `requires_authenticated()` as a dependency of every route, the
-OpenAPI schema included (FastAPI's own docs routes are off: they would skip it). The probe is
-public on purpose, like Airflow's `/api/v2/monitor/health`: it answers only whether the
-warm-up has finished and a champion is loaded, so a container healthcheck needs no secret.
+itself, so the app carries `mlsys.access.requires_on_demand_access()`, a permission check, on
+every route, the OpenAPI schema included (FastAPI's own docs routes are off: they would skip
+it). The probe is public on purpose, like Airflow's `/api/v2/monitor/health`: it answers only
+whether the warm-up has finished and a champion is loaded, so a container healthcheck needs
+no secret.
 
 The scorer is the one the `score_on_demand` DAG uses (`mlsys.on_demand.Scorer`), kept hot in
 the api-server process. It is loaded at start-up: Airflow 3.3's api-server enters the
@@ -57,13 +58,13 @@ def build_apps() -> tuple[Any, Any]:
     """(the scoring app, the readiness app), once per process."""
     import contextlib
 
-    from airflow.api_fastapi.core_api.security import requires_authenticated
     from fastapi import Depends, FastAPI, Request
     from fastapi.openapi.utils import get_openapi
     from fastapi.responses import JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
 
     from mlsys import on_demand, on_demand_schema, on_demand_serving
+    from mlsys.access import requires_on_demand_access
 
     scorer = on_demand.get_scorer()
     warm_up = on_demand_serving.WarmUp(scorer)
@@ -82,7 +83,7 @@ def build_apps() -> tuple[Any, Any]:
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
-        dependencies=[Depends(requires_authenticated())],
+        dependencies=[Depends(requires_on_demand_access())],
     )
 
     def answer(status_and_body: tuple[int, bytes], rid: str) -> Response:
@@ -96,6 +97,9 @@ def build_apps() -> tuple[Any, Any]:
         for status, text in on_demand_schema.ERROR_STATUSES.items()
     }
     errors[401] = {"description": "No or an invalid token (Airflow's answer: {detail})."}
+    errors[403] = {
+        "description": "A login without the permission (mlsys.access; Airflow's answer: {detail})."
+    }
 
     @app.post(
         "/score",
@@ -122,7 +126,7 @@ def build_apps() -> tuple[Any, Any]:
     @app.get(
         "/model",
         response_model=on_demand_schema.ModelInfo,
-        responses={503: errors[503], 500: errors[500], 401: errors[401]},
+        responses={status: errors[status] for status in (401, 403, 500, 503)},
     )
     async def model(request: Request) -> Any:
         """The champion this api-server scores with, its features, band cut-offs and readiness."""

@@ -1,5 +1,6 @@
 """The whole flow through Airflow itself (`dag.test()`), on a small generated CRM:
-retrain -> score_leads -> the published partition, then the gate stopping a bad run."""
+retrain -> score_leads -> the published partition, then the gate stopping a bad run, which
+posts exactly one notification to a webhook (mlsys/notify.py) while a good run posts none."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from mlsys import registry
+from mlsys import pipeline, registry
 from mlsys.demo import run_dag
 from mlsys.settings import Settings
+from mlsys.validation import DataValidationError
+from tests.live import WebhookReceiver
 
 pytestmark = pytest.mark.slow
 AS_OF = date(2026, 6, 1)
@@ -95,7 +98,9 @@ def test_rerun_replaces_the_partition(published: Path) -> None:
     assert after.column("run_id")[0].as_py() != before.column("run_id")[0].as_py()
 
 
-def test_gate_stops_bad_data_and_keeps_the_partition(published: Path, settings: Settings) -> None:
+def test_gate_stops_bad_data_and_keeps_the_partition(
+    published: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = _digest(published)
     bad = settings.raw_dir / "leads" / "zz_bad.parquet"
     duckdb.sql(
@@ -107,15 +112,38 @@ def test_gate_stops_bad_data_and_keeps_the_partition(published: Path, settings: 
         ) to '{bad}' (format parquet)
         """
     )
-    try:
-        with pytest.raises(RuntimeError, match="failed"):
-            run_dag("score_leads", AS_OF)
-    finally:
-        bad.unlink()
+    with WebhookReceiver() as hook:
+        monkeypatch.setenv("MLSYS_ALERT_WEBHOOK_URL", hook.url)
+        try:
+            run = run_dag("score_leads", AS_OF, check=False)
+            # The gate's own verdict on the same data, for the reason the notification names.
+            with pytest.raises(DataValidationError) as gate:
+                pipeline.gate_raw(AS_OF)
+        finally:
+            bad.unlink()
+        posts = hook.received()
+    assert str(run.state).endswith("failed")
     assert _digest(published) == before
+    # Someone is told, once (the tasks after the gate never ran: no notification of theirs).
+    reason = str(gate.value).splitlines()[0]
+    assert reason.startswith("GX suite 'raw_leads': FAILED")
+    assert len(posts) == 1, posts
+    fields = posts[0]["mlsys"]
+    assert {k: fields[k] for k in ("event", "dag_id", "task_id", "run_id", "reason")} == {
+        "event": "task_failed",
+        "dag_id": "score_leads",
+        "task_id": "validate_raw",
+        "run_id": run.run_id,
+        "reason": reason,
+    }
+    assert posts[0]["text"].startswith(
+        f"[mlsys] score_leads task validate_raw FAILED (run {run.run_id}): {reason}"
+    )
 
 
-def test_on_demand_dag_scores_known_leads(published: Path, settings: Settings) -> None:
+def test_on_demand_dag_scores_known_leads(
+    published: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlsys import on_demand
 
     lead_ids = pq.read_table(published, columns=["lead_id"]).column("lead_id").to_pylist()[:3]
@@ -127,14 +155,24 @@ def test_on_demand_dag_scores_known_leads(published: Path, settings: Settings) -
     }
     for item in direct:
         assert item["score"] == pytest.approx(nightly[item["lead_id"]])
-    with pytest.raises(RuntimeError):
-        run_dag("score_on_demand", AS_OF, {"leads": [{"lead_id": "1; drop table x"}]})
+    # A bad request fails its task by design (the caller reads the error): nobody is notified.
+    with WebhookReceiver() as hook:
+        monkeypatch.setenv("MLSYS_ALERT_WEBHOOK_URL", hook.url)
+        with pytest.raises(RuntimeError):
+            run_dag("score_on_demand", AS_OF, {"leads": [{"lead_id": "1; drop table x"}]})
+        assert hook.received() == []
 
 
-def test_a_past_logical_date_gets_its_own_correct_partition(published: Path, settings: Settings) -> None:
-    """What a backfill run does: the logical date is the feature cut-off of its partition."""
+def test_a_past_logical_date_gets_its_own_correct_partition(
+    published: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a backfill run does: the logical date is the feature cut-off of its partition. A
+    successful run notifies nobody."""
     past = date(2026, 5, 25)
-    run_dag("score_leads", past)
+    with WebhookReceiver() as hook:
+        monkeypatch.setenv("MLSYS_ALERT_WEBHOOK_URL", hook.url)
+        run_dag("score_leads", past)
+        assert hook.received() == []
     table = pq.read_table(settings.partition_dir(past))
     known = duckdb.sql(
         f"select count(*) from read_parquet('{settings.raw_dir}/leads/*.parquet') "

@@ -134,13 +134,13 @@ def test_sigkill_while_writing_keeps_the_partition_and_the_rerun_is_exact(
 def test_builds_on_one_warehouse_queue_instead_of_failing(isolated_settings: Settings) -> None:
     """The test holds the warehouse lock as a running build would; two more builds (a backfill
     date and the nightly date, separate processes) wait for it, then run one after the other."""
-    from mlsys import features
+    from mlsys import dbt
 
     s = isolated_settings
     dates = [date(2026, 5, 1), AS_OF]
     logs = [s.home / f"build-{d}.log" for d in dates]
     procs: list[subprocess.Popen[Any]] = []
-    with features.warehouse_lock(s):
+    with dbt.warehouse_lock(s):
         for d, log in zip(dates, logs, strict=True):
             with log.open("w") as out:
                 procs.append(

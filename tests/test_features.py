@@ -15,8 +15,9 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from mlsys import features
-from mlsys.catalog import CatalogError, load_catalog, manifest_path
+from mlsys import dbt, features
+from mlsys.catalog import CatalogError, load_catalog
+from mlsys.dbt import manifest_path
 from mlsys.settings import REPO_ROOT, Settings
 
 AS_OF = date(2026, 6, 1)
@@ -282,8 +283,8 @@ def test_missing_raw_data_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_bad_as_of_is_rejected_by_the_project(isolated_settings: Settings) -> None:
-    result = features.run_dbt(
-        features.dbt_args(
+    result = dbt.run(
+        dbt.args(
             isolated_settings,
             "compile",
             "--select",
@@ -300,7 +301,7 @@ def test_bad_as_of_is_rejected_by_the_project(isolated_settings: Settings) -> No
 def docs(built: features.FeatureBuildResult, settings: Settings) -> dict:
     """`dbt docs generate` after a build: compiles every model (the manifest then has the SQL
     of all of them) and reads the relations the build left in the warehouse."""
-    result = features.run_dbt(features.dbt_args(settings, "docs", "generate"), settings)
+    result = dbt.run(dbt.args(settings, "docs", "generate"), settings)
     assert result.success, result.exception
     return json.loads(manifest_path(settings).read_text())
 
@@ -363,5 +364,5 @@ def test_dbt_runs_leave_the_environment_as_they_found_it(isolated_settings: Sett
     import os
 
     before = {k: os.environ.get(k) for k in ("MLSYS_DATA_DIR", "MLSYS_WAREHOUSE")}
-    features.run_dbt(features.dbt_args(isolated_settings, "parse"), isolated_settings)
+    dbt.run(dbt.args(isolated_settings, "parse"), isolated_settings)
     assert {k: os.environ.get(k) for k in before} == before

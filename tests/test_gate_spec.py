@@ -14,6 +14,8 @@ import pytest
 
 from mlsys import validation
 from mlsys.settings import Settings
+from mlsys.validation import context_files, suites
+from mlsys.validation import spec as spec_module
 
 AS_OF = date(2026, 6, 1)
 
@@ -55,7 +57,7 @@ def spec_settings(tmp_path: Path) -> Settings:
     context = tmp_path / "gx"
     context.mkdir()
     (context / validation.GATE_SPEC_FILE).write_text(GATE_YML)
-    validation.write_context(context)
+    context_files.write_context(context)
     base = Settings.from_env()
     return dataclasses.replace(base, data_dir=tmp_path / "data", gx_context_dir=context)
 
@@ -72,14 +74,14 @@ def test_default_gate_is_the_built_in_one(settings: Settings) -> None:
     spec = validation.gate_spec(settings)
     assert spec.expectations is None
     assert set(spec.suites) == set(validation.SUITES)
-    assert spec.raw_suites(training=False) == validation.RAW_SCORING_SUITES
-    assert spec.raw_suites(training=True) == validation.RAW_TRAINING_SUITES
-    assert validation.raw_suites(settings, training=True) == validation.RAW_TRAINING_SUITES
+    assert spec.raw_suites(training=False) == suites.RAW_SCORING_SUITES
+    assert spec.raw_suites(training=True) == suites.RAW_TRAINING_SUITES
+    assert validation.raw_suites(settings, training=True) == suites.RAW_TRAINING_SUITES
     marts = {name for name, s in spec.suites.items() if s.dated}
-    assert marts == set(validation.DATED_SUITES)
+    assert marts == set(suites.DATED_SUITES)
     # Rendering the built-in context is unchanged (the committed files still match).
     committed = Path(settings.gx_context_dir)
-    for relative, text in validation.render_context_files().items():
+    for relative, text in context_files.render_context_files().items():
         assert (committed / relative).read_text() == text, relative
 
 
@@ -93,8 +95,8 @@ def test_spec_context_renders_and_chooses_suites_by_stage(spec_settings: Setting
         for folder in ("expectations", "validation_definitions", "checkpoints"):
             assert (root / folder / f"{suite}.json").is_file()
     # Writing again changes nothing: the committed files are a pure function of the YAML.
-    assert validation.write_context(root) == []
-    definitions = validation.suite_definitions(spec)
+    assert context_files.write_context(root) == []
+    definitions = spec_module.suite_definitions(spec)
     checks = [e["meta"].get("check") for e in definitions["raw_contacts"]]
     assert "required_columns" in checks and "column_types" in checks  # the table checks come free
 
@@ -105,7 +107,7 @@ def test_a_good_csv_export_passes_and_a_bad_one_is_stopped(spec_settings: Settin
     assert report.success, report.summary()
     assert report.row_count == 3
     assert report.evaluated == len(
-        validation.suite_definitions(validation.gate_spec(spec_settings))["raw_contacts"]
+        spec_module.suite_definitions(validation.gate_spec(spec_settings))["raw_contacts"]
     )
 
     _land_csv(spec_settings, "contact_id;segment;spend\n1;gold;10\n1;bronze;20\n")

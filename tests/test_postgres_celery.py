@@ -1,4 +1,4 @@
-"""The production path, live: PostgreSQL metadata and MLflow store, then Celery scale-out.
+"""The production path, live: PostgreSQL metadata and MLflow store, roles, then Celery scale-out.
 
 `make test-postgres` (also in .ci/run; not part of `make test`, it takes a few minutes).
 Everything runs on free ports in one temporary folder, from Debian's packages and the venv:
@@ -8,13 +8,16 @@ Everything runs on free ports in one temporary folder, from Debian's packages an
    (roles and the airflow / mlflow / mlflow_auth databases).
 2. Redis (`redis-server --requirepass`, no persistence), the Celery broker.
 3. The MLflow server on PostgreSQL, started by the image's entrypoint (`mlflow-server`), with
-   basic-auth when Flask-WTF is installed (it is not in the lock yet: see the README), and
-   artifacts served from a folder.
-4. `docker/entrypoint.sh init`: `airflow db migrate` on PostgreSQL, the warehouse pool, the
-   simple auth manager's password file.
-5. api-server + dag-processor + scheduler with LocalExecutor: `retrain` (forced) and then
-   `score_leads` through the REST API with a token; the champion lands in MLflow's PostgreSQL
-   store, the partition on disk.
+   basic-auth (people read by default; Airflow logs in with the service account the
+   entrypoint sets up, which may edit), and artifacts served from a folder.
+4. `docker/entrypoint.sh init`: `airflow db migrate` on PostgreSQL (with the FAB auth
+   manager's tables), the warehouse pool, the first admin from the environment.
+5. api-server + dag-processor + scheduler with LocalExecutor and the FAB auth manager:
+   `retrain` (forced) and then `score_leads` through the REST API with a token; the champion
+   lands in MLflow's PostgreSQL store, the partition on disk. score_leads' Deadline Alert
+   (shortened to 6 s) is missed and the notification reaches a local webhook.
+   Then a Viewer and an Op user (the documented `airflow users create`) against the live
+   api-server: what each role may and may not do, the on-demand endpoints included.
 6. The scheduler again with CeleryExecutor and an `airflow celery worker` with
    MLSYS_SCORE_SHARDS=3: the same night scored in 3 mapped shards through Redis and the
    PostgreSQL result backend gives the same partition (sorted by lead_id, same scores).
@@ -28,14 +31,12 @@ from __future__ import annotations
 import contextlib
 import glob
 import importlib.util
-import json
 import os
 import pwd
 import re
 import secrets
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -44,11 +45,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
-from mlsys.airflow_env import SIMPLE_AUTH_MANAGER
-from tests.live import Procs, free_port, http, wait_for
+from tests.live import Procs, WebhookReceiver, free_port, http, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -59,6 +60,10 @@ VENV_BIN = Path(sys.executable).parent
 AS_OF = "2026-06-01"
 SHARDS = 3
 ADMIN = "admin"
+MLFLOW_SERVICE = "airflow"  # MLflow's account for Airflow (docker-compose.yaml's MLFLOW_AIRFLOW_USER)
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+# score_leads' Deadline Alert, shortened: a run takes far longer than this here.
+DEADLINE_MINUTES = "0.1"
 # Columns that depend on the data and the model only (not on the run).
 STABLE_COLUMNS = [
     "lead_id",
@@ -222,6 +227,7 @@ class Stack:
     redis_port: int
     mlflow_auth: bool
     env: dict[str, str]
+    webhook: WebhookReceiver
 
     @property
     def api(self) -> str:
@@ -234,9 +240,9 @@ class Stack:
     def airflow(self) -> str:
         return str(VENV_BIN / "airflow")
 
-    def token(self) -> str:
+    def token(self, user: str = ADMIN) -> str:
         status, body = http(
-            "POST", f"{self.api}/auth/token", {"username": ADMIN, "password": self.passwords["admin"]}
+            "POST", f"{self.api}/auth/token", {"username": user, "password": self.passwords[user]}
         )
         assert status in (200, 201), f"POST /auth/token -> {status}: {body}"
         return str(body["access_token"])
@@ -286,11 +292,13 @@ class Stack:
             assert status == 200, body
         return token
 
-    def run_dag(self, dag_id: str, conf: dict[str, Any], timeout: float = 900) -> str:
-        token = self.token()
-        status, body = http(
+    def trigger(self, dag_id: str, conf: dict[str, Any], token: str) -> tuple[int, Any]:
+        return http(
             "POST", f"{self.api}/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf}, token
         )
+
+    def run_dag(self, dag_id: str, conf: dict[str, Any], timeout: float = 900) -> str:
+        status, body = self.trigger(dag_id, conf, self.token())
         assert status == 200, f"trigger {dag_id} -> {status}: {body}"
         run_id = str(body["dag_run_id"])
 
@@ -339,6 +347,9 @@ def start_mlflow(procs: Procs, pg: Postgres, passwords: dict[str, str], port: in
         "MLFLOW_AUTH_DATABASE_URI": pg.url("mlflow", passwords["mlflow_db"], "mlflow_auth"),
         "MLFLOW_AUTH_ADMIN_USERNAME": ADMIN,
         "MLFLOW_AUTH_ADMIN_PASSWORD": passwords["mlflow_admin"],
+        "MLFLOW_AUTH_DEFAULT_PERMISSION": "READ",
+        "MLFLOW_SERVICE_USERNAME": MLFLOW_SERVICE,
+        "MLFLOW_SERVICE_PASSWORD": passwords["mlflow_service"],
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(32),
         "TMPDIR": str(root),
     }
@@ -359,7 +370,11 @@ def stack(crm: Path) -> Iterator[Stack]:
     passwords = {
         name: secrets.token_urlsafe(18) for name in ("superuser", "airflow_db", "mlflow_db", "redis")
     }
-    passwords |= {"admin": secrets.token_urlsafe(12), "mlflow_admin": secrets.token_urlsafe(12)}
+    passwords |= {
+        name: secrets.token_urlsafe(12)
+        for name in ("admin", "ana", "oscar", "mlflow_admin", "mlflow_service", "mlflow_analyst")
+    }
+    webhook = WebhookReceiver()
     pg = Postgres(bindir, root / "pg", free_port(), passwords["superuser"])
     try:
         pg.start()
@@ -427,10 +442,10 @@ def stack(crm: Path) -> Iterator[Stack]:
             "AIRFLOW__API__PORT": str(api_port),
             "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
-            "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / "passwords.json"),
+            "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
+            # Airflow's own notifications to this test's webhook; the nightly deadline shortened.
+            "MLSYS_ALERT_WEBHOOK_URL": webhook.url,
+            "MLSYS_NIGHTLY_DEADLINE_MINUTES": DEADLINE_MINUTES,
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
             # No scheduled runs: unpausing score_leads must not start tonight's run beside ours.
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
@@ -448,16 +463,21 @@ def stack(crm: Path) -> Iterator[Stack]:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env.pop("MLSYS_MLFLOW_ARTIFACTS", None)
         if mlflow_auth:
-            env |= {"MLFLOW_TRACKING_USERNAME": ADMIN, "MLFLOW_TRACKING_PASSWORD": passwords["mlflow_admin"]}
+            env |= {
+                "MLFLOW_TRACKING_USERNAME": MLFLOW_SERVICE,
+                "MLFLOW_TRACKING_PASSWORD": passwords["mlflow_service"],
+            }
         from cryptography.fernet import Fernet
 
         env["AIRFLOW__CORE__FERNET_KEY"] = Fernet.generate_key().decode()
-        # The stack's init job: db migrate on PostgreSQL, the pool, the password file.
+        # The stack's init job: db migrate on PostgreSQL, the pool, the first admin.
         init = subprocess.run(
             ["sh", str(ENTRYPOINT), "init"], env=env, capture_output=True, text=True, timeout=900, cwd=root
         )
         assert init.returncode == 0, init.stdout[-3000:] + init.stderr[-3000:]
-        stack = Stack(root, procs, pg, passwords, api_port, mlflow_port, redis_port, mlflow_auth, env)
+        stack = Stack(
+            root, procs, pg, passwords, api_port, mlflow_port, redis_port, mlflow_auth, env, webhook
+        )
         wait_for(
             "MLflow server",
             lambda: http("GET", f"http://127.0.0.1:{mlflow_port}/health")[0] == 200,
@@ -467,6 +487,7 @@ def stack(crm: Path) -> Iterator[Stack]:
         yield stack
     finally:
         procs.stop_all()
+        webhook.stop()
         pg.stop()
         if os.environ.get("MLSYS_KEEP_TEST_HOME") != "1":
             shutil.rmtree(root, ignore_errors=True)
@@ -508,6 +529,10 @@ def local_run(stack: Stack) -> dict[str, Any]:
     stack.wait_ready(("retrain", "score_leads"))
     retrain = stack.run_dag("retrain", {"force": True, "as_of": AS_OF})
     score = stack.run_dag("score_leads", {"as_of": AS_OF})
+    # The missed deadline's callback runs on the executor: let it finish before the scheduler
+    # stops (test_a_run_past_its_deadline_notifies checks what arrived).
+    with contextlib.suppress(AssertionError):
+        stack.webhook.wait_for("the deadline notification", lambda p: p["mlsys"]["run_id"] == score, 60)
     saved = stack.root / "partition-local"
     shutil.copytree(partition(stack), saved)
     stack.procs.stop("scheduler-LocalExecutor")
@@ -547,11 +572,28 @@ def test_databases_and_roles_from_the_init_script(stack: Stack) -> None:
 
     with pytest.raises(psycopg2.OperationalError, match="permission denied"):
         stack.pg.query("mlflow", stack.passwords["mlflow_db"], "airflow", "select 1")
-    # Airflow's schema is in PostgreSQL, migrated by the entrypoint's init.
+    # Airflow's schema is in PostgreSQL, migrated by the entrypoint's init, FAB's users and
+    # roles included: the first admin from the environment, its password stored hashed.
     assert stack.airflow_db("select slots from slot_pool where pool = 'warehouse'") == [(1,)]
-    passwords_file = Path(stack.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
-    assert stat.S_IMODE(passwords_file.stat().st_mode) == 0o600
-    assert json.loads(passwords_file.read_text()) == {ADMIN: stack.passwords["admin"]}
+    users = stack.airflow_db(
+        "select u.username, r.name, u.password from ab_user u join ab_user_role ur on ur.user_id = u.id "
+        "join ab_role r on r.id = ur.role_id"
+    )
+    assert [(user, role) for user, role, _ in users] == [(ADMIN, "Admin")]
+    assert stack.passwords["admin"] not in users[0][2]
+    roles = {name for (name,) in stack.airflow_db("select name from ab_role")}
+    assert {"Viewer", "Op", "Admin"} <= roles
+    # A second init (every `docker compose up`) keeps the user and its password.
+    again = subprocess.run(
+        ["sh", str(ENTRYPOINT), "init"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=stack.root,
+    )
+    assert again.returncode == 0 and "exists; its password and roles are left" in again.stdout, again.stderr
+    assert stack.airflow_db("select password from ab_user") == [(users[0][2],)]
 
 
 def test_retrain_and_score_on_postgres(stack: Stack, local_run: dict[str, Any]) -> None:
@@ -586,13 +628,161 @@ def test_api_requires_a_token(stack: Stack, local_run: dict[str, Any]) -> None:
     assert status == 401
 
 
-def test_mlflow_auth(stack: Stack) -> None:
-    """basic-auth in front of the tracking server once Flask-WTF is in the image."""
+def test_mlflow_people_read_and_airflow_edits(stack: Stack, local_run: dict[str, Any]) -> None:
+    """basic-auth in front of the tracking server: a person reads (default_permission READ),
+    Airflow's service account edits registered models (also one it did not create), the admin
+    manages users."""
     if not stack.mlflow_auth:
         pytest.xfail("MLflow basic-auth needs Flask-WTF (mlflow[auth]), not in uv.lock yet")
-    url = f"http://127.0.0.1:{stack.mlflow_port}/api/2.0/mlflow/experiments/search"
-    status, _ = http("POST", url, {"max_results": 1})
-    assert status == 401
+    base = f"http://127.0.0.1:{stack.mlflow_port}/api/2.0/mlflow"
+    assert http("POST", f"{base}/experiments/search", {"max_results": 1})[0] == 401
+    admin = (ADMIN, stack.passwords["mlflow_admin"])
+    service = (MLFLOW_SERVICE, stack.passwords["mlflow_service"])
+    analyst = ("analyst", stack.passwords["mlflow_analyst"])
+    status, body = http(
+        "POST", f"{base}/users/create", {"username": analyst[0], "password": analyst[1]}, basic=admin
+    )
+    assert status == 200, body
+    # A model the admin made: the service account's EDIT comes from its grant, not from owning it.
+    status, body = http("POST", f"{base}/registered-models/create", {"name": "made_by_admin"}, basic=admin)
+    assert status == 200, body
+
+    # The person reads the registry: the champion retrain registered through Airflow ...
+    status, body = http("GET", f"{base}/registered-models/get?name=lead_scoring", basic=analyst)
+    assert status == 200, body
+    aliases = {a["alias"]: a["version"] for a in body["registered_model"]["aliases"]}
+    version = aliases["champion"]
+    # ... and changes nothing.
+    pick = {"name": "lead_scoring", "alias": "analyst-pick", "version": version}
+    tag = {"name": "made_by_admin", "key": "owner", "value": "bi"}
+    assert http("POST", f"{base}/registered-models/alias", pick, basic=analyst)[0] == 403
+    assert http("POST", f"{base}/registered-models/set-tag", tag, basic=analyst)[0] == 403
+    assert (
+        http("DELETE", f"{base}/registered-models/delete", {"name": "lead_scoring"}, basic=analyst)[0] == 403
+    )
+
+    # Airflow's service account edits both models, but is no admin.
+    assert http("POST", f"{base}/registered-models/alias", pick, basic=service)[0] == 200
+    status, body = http("GET", f"{base}/registered-models/get?name=lead_scoring", basic=analyst)
+    assert {a["alias"] for a in body["registered_model"]["aliases"]} >= {"champion", "analyst-pick"}
+    unpick = {"name": "lead_scoring", "alias": "analyst-pick"}
+    assert http("DELETE", f"{base}/registered-models/alias", unpick, basic=service)[0] == 200
+    assert http("POST", f"{base}/registered-models/set-tag", tag, basic=service)[0] == 200
+    user = {"username": "intruder", "password": secrets.token_urlsafe(12)}
+    assert http("POST", f"{base}/users/create", user, basic=service)[0] == 403
+
+
+def test_a_run_past_its_deadline_notifies(stack: Stack, local_run: dict[str, Any]) -> None:
+    """score_leads' Deadline Alert (MLSYS_NIGHTLY_DEADLINE_MINUTES, 6 s here) on a real
+    scheduler: the run is still going when it passes, the notification names the DAG and run;
+    the run still finishes, and its successful tasks tell nobody."""
+    posts = stack.webhook.received()
+    runs = (local_run["retrain"], local_run["score"])
+    ours = [p["mlsys"] for p in posts if p["mlsys"]["run_id"] in runs]
+    assert [(m["event"], m["dag_id"], m["run_id"]) for m in ours] == [
+        ("deadline_missed", "score_leads", local_run["score"])
+    ], posts
+    assert ours[0]["reason"] == "not finished by its deadline" and ours[0]["deadline"]
+    missed = stack.airflow_db(
+        "select d.missed from deadline d join dag_run r on r.id = d.dagrun_id where r.run_id = %s",
+        (local_run["score"],),
+    )
+    assert missed == [(True,)]
+
+
+# docs/deployment.md ("Roles"), after `docker compose exec airflow-apiserver `: the Viewer as
+# written there, the Op with the same command. The password is typed at its prompt, twice.
+VIEWER_CREATE = (
+    "airflow users create --role Viewer --username ana --email ana@example.com --firstname Ana "
+    "--lastname Analyst"
+)
+OP_CREATE = (
+    "airflow users create --role Op --username oscar --email oscar@example.com --firstname Oscar "
+    "--lastname Operator"
+)
+
+
+def create_user(stack: Stack, command: str) -> str:
+    args = command.split()
+    user, role = args[args.index("--username") + 1], args[args.index("--role") + 1]
+    password = stack.passwords[user]
+    done = subprocess.run(
+        args,
+        input=f"{password}\n{password}\n",
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        start_new_session=True,  # no terminal: the prompt reads standard input
+    )
+    assert done.returncode == 0 and f'User "{user}" created with role "{role}"' in done.stdout, done.stderr
+    return user
+
+
+def test_roles_on_a_live_api_server(stack: Stack, local_run: dict[str, Any]) -> None:
+    """FAB on PostgreSQL: anonymous 401; a Viewer reads DAGs, runs and logs but triggers,
+    pauses, backfills and scores nothing (403); an Op triggers retrain and score_on_demand,
+    plans a backfill and scores now, but manages no users; the Admin does all of it."""
+    deployment = (REPO / "docs" / "deployment.md").read_text()
+    assert f"docker compose exec airflow-apiserver {VIEWER_CREATE}\n" in deployment
+    viewer_user, op_user = create_user(stack, VIEWER_CREATE), create_user(stack, OP_CREATE)
+    api = stack.api
+    lead_id = stable_table(local_run["partition"]).column("lead_id")[0].as_py()
+    score = {"leads": [{"lead_id": lead_id}]}
+    backfill = {
+        "dag_id": "score_leads",
+        "from_date": "2026-05-01T00:00:00Z",
+        "to_date": "2026-05-03T00:00:00Z",
+    }
+    run = quote(local_run["score"], safe="")
+    viewer, op, admin = (stack.token(user) for user in (viewer_user, op_user, ADMIN))
+
+    # Anonymous: nothing.
+    assert http("GET", f"{api}/api/v2/dags")[0] == 401
+    assert http("POST", f"{api}/mlsys/score", score)[0] == 401
+
+    # Viewer: scored_leads' run history, task logs, the model on-demand serves ...
+    status, body = http("GET", f"{api}/api/v2/dags/score_leads/dagRuns", token=viewer)
+    assert status == 200 and local_run["score"] in {r["dag_run_id"] for r in body["dag_runs"]}
+    status, body = http("GET", f"{api}/api/v2/dags/score_leads/dagRuns/{run}/taskInstances", token=viewer)
+    assert status == 200 and {ti["state"] for ti in body["task_instances"]} == {"success"}
+    status, _ = http(
+        "GET", f"{api}/api/v2/dags/score_leads/dagRuns/{run}/taskInstances/publish/logs/1", token=viewer
+    )
+    assert status == 200
+    status, body = http("GET", f"{api}/mlsys/model", token=viewer)
+    assert status == 200, body
+    # ... and no trigger, pause, backfill or scoring.
+    assert stack.trigger("retrain", {"force": True}, viewer)[0] == 403
+    assert stack.trigger("score_on_demand", score, viewer)[0] == 403
+    assert http("PATCH", f"{api}/api/v2/dags/retrain", {"is_paused": True}, viewer)[0] == 403
+    assert http("POST", f"{api}/api/v2/backfills/dry_run", backfill, viewer)[0] == 403
+    assert http("POST", f"{api}/mlsys/score", score, viewer)[0] == 403
+
+    # Op: triggers retrain and score_on_demand, plans a backfill, scores now ...
+    queued = []
+    for dag_id, conf in (("retrain", {"force": True}), ("score_on_demand", score)):
+        status, body = stack.trigger(dag_id, conf, op)
+        assert status == 200, body
+        queued.append((dag_id, body["dag_run_id"]))
+    status, body = http("POST", f"{api}/api/v2/backfills/dry_run", backfill, op)
+    assert status == 200 and body["total_entries"] >= 1, body
+    status, body = http("POST", f"{api}/mlsys/score", score, op)
+    assert status == 200 and [r["lead_id"] for r in body["results"]] == [lead_id], body
+    # ... but manages no users.
+    assert http("GET", f"{api}/auth/fab/v1/users", token=op)[0] == 403
+
+    # Admin: all of that, and the users.
+    status, body = http("POST", f"{api}/mlsys/score", score, admin)
+    assert status == 200 and body["results"][0]["lead_id"] == lead_id
+    status, body = http("GET", f"{api}/auth/fab/v1/users", token=admin)
+    assert status == 200 and {u["username"] for u in body["users"]} == {ADMIN, viewer_user, op_user}
+    # No scheduler runs now: the Admin removes what the Op queued before Celery's scheduler starts.
+    for dag_id, run_id in queued:
+        status, body = http(
+            "DELETE", f"{api}/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}", token=admin
+        )
+        assert status == 204, body
 
 
 def test_celery_scale_out_scores_the_same_partition(

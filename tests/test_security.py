@@ -3,8 +3,10 @@
 * every container of docker-compose.yaml runs as a non-root user;
 * the JWT secret and the Fernet key come from the environment (.env in compose, generated per
   home, mode 0600, outside the repo, for the embedded Airflow), never a committed default;
-* every HTTP app mlsys mounts on the api-server requires Airflow authentication (the live
-  401 checks are tests/test_live_api.py::test_everything_needs_a_token);
+* every HTTP app mlsys mounts on the api-server requires Airflow authentication, on-demand
+  scoring a permission of the auth manager (the live 401 checks are
+  tests/test_live_api.py::test_everything_needs_a_token, the 403s per role
+  tests/test_postgres_celery.py::test_roles_on_a_live_api_server);
 * ruff's security rules (bandit's, `S`) hold for mlsys/, dags/, plugins/ with a reason on every
   exception; the secret scanner in `make lint` runs on every tracked file and catches a
   planted secret.
@@ -123,7 +125,14 @@ def test_every_plugin_app_requires_authentication() -> None:
                 continue
             deps = next((k.value for k in call.keywords if k.arg == "dependencies"), None)
             assert deps is not None, f"{path.name}: FastAPI(...) without dependencies"
-            assert "requires_authenticated" in ast.unparse(deps), f"{path.name}: no authentication"
+            text = ast.unparse(deps)
+            assert "requires_authenticated" in text or "requires_on_demand_access" in text, (
+                f"{path.name}: no authentication"
+            )
+    # Scoring is a permission (the right to trigger score_on_demand), not only a login; the
+    # live 401/403/200 per role: tests/test_postgres_celery.py::test_roles_on_a_live_api_server.
+    scoring = (REPO_ROOT / "plugins" / "mlsys_scoring.py").read_text()
+    assert "Depends(requires_on_demand_access())" in scoring
 
 
 def test_security_lint_rules_cover_the_shipped_code() -> None:

@@ -12,9 +12,12 @@
   .tools/hadolint) and our own rules: multi-stage, base image pinned by version tag and digest,
   lock copied before the source, the venv at the same path in both stages, non-root numeric
   USER in the final stage, HEALTHCHECK, no secret in ARG/ENV, the app folders in the image.
-* docker/entrypoint.sh and docker/postgres/init-databases.sh: shell syntax; the entrypoint
-  refuses .env.example's placeholders (run for real); the init script creates the databases
-  the connection URLs name.
+* docker/entrypoint.sh, docker/alertmanager/entrypoint.sh and docker/postgres/init-databases.sh:
+  shell syntax; both entrypoints refuse .env.example's placeholders (run for real); the init
+  script creates the databases the connection URLs name.
+* Alertmanager: the image pinned by tag and digest, non-root, loopback only, a healthcheck,
+  Prometheus sends to it, compose gives it exactly the variables its template names
+  (its config and live delivery: tests/test_alert_delivery.py).
 * .github/workflows: CI (lint, types, tests with coverage >= 80%, image build, Trivy) and CD
   (GHCR, staging on main, production on a tag through an environment with approval).
 
@@ -40,6 +43,8 @@ COMPOSE = REPO / "docker-compose.yaml"
 ENV_EXAMPLE = REPO / ".env.example"
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
+ALERTMANAGER_DIR = REPO / "docker" / "alertmanager"
+ALERTMANAGER_ENTRYPOINT = ALERTMANAGER_DIR / "entrypoint.sh"
 PG_INIT = REPO / "docker" / "postgres" / "init-databases.sh"
 WORKFLOWS = REPO / ".github" / "workflows"
 
@@ -60,6 +65,7 @@ EXPECTED_SERVICES = {
     "statsd-exporter",
     "blackbox-exporter",
     "prometheus",
+    "alertmanager",
     "grafana",
 }
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|_KEY\b", re.IGNORECASE)
@@ -334,23 +340,28 @@ def test_workers_scale(services: dict[str, dict[str, Any]]) -> None:
 
 def test_every_http_surface_needs_a_login(services: dict[str, dict[str, Any]]) -> None:
     published = {name for name, s in services.items() if s.get("ports")}
-    assert published == {"airflow-apiserver", "mlflow", "grafana", "prometheus"}
-    # Airflow: simple auth manager, a user from .env, nobody is admin by default.
+    assert published == {"airflow-apiserver", "mlflow", "grafana", "prometheus", "alertmanager"}
+    # Airflow: the FAB auth manager (users and roles in the metadata DB), the first admin from
+    # .env created by the init job; no simple-auth-manager user list left behind.
     api = env_of(services["airflow-apiserver"])
-    assert api["AIRFLOW__CORE__AUTH_MANAGER"].endswith("SimpleAuthManager")
-    assert api["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "False"
-    assert api["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin"
+    assert api["AIRFLOW__CORE__AUTH_MANAGER"] == (
+        "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+    )
+    assert not [key for key in api if "SIMPLE_AUTH_MANAGER" in key]
     init_env = env_of(services["airflow-init"])
     assert init_env["AIRFLOW_ADMIN_PASSWORD"] == "CHANGE_ME"  # from .env  # pragma: allowlist secret
-    assert api["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"].startswith("/opt/mlsys/var/")
-    # MLflow: basic-auth app, admin from .env; clients log in with it.
+    assert init_env["AIRFLOW_ADMIN_USER"] == "admin"
+    # MLflow: basic-auth app, admin from .env; people read by default; Airflow's clients log in
+    # with the service account the server's entrypoint sets up, never with the admin.
     mlflow = services["mlflow"]
     mlflow_env = env_of(mlflow)
     assert command_of(mlflow) == ["mlflow-server"] and mlflow_env["MLFLOW_APP_NAME"] == "basic-auth"
     for key in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
         assert mlflow_env[key], key
-    assert api["MLFLOW_TRACKING_USERNAME"] == mlflow_env["MLFLOW_AUTH_ADMIN_USERNAME"]
-    assert api["MLFLOW_TRACKING_PASSWORD"] == mlflow_env["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    assert mlflow_env["MLFLOW_AUTH_DEFAULT_PERMISSION"] == "READ"
+    assert api["MLFLOW_TRACKING_USERNAME"] == mlflow_env["MLFLOW_SERVICE_USERNAME"] == "airflow"
+    assert api["MLFLOW_TRACKING_PASSWORD"] == mlflow_env["MLFLOW_SERVICE_PASSWORD"]
+    assert api["MLFLOW_TRACKING_USERNAME"] != mlflow_env["MLFLOW_AUTH_ADMIN_USERNAME"]
     tracking = urlsplit(api["MLFLOW_TRACKING_URI"])
     assert f"{tracking.hostname}:{tracking.port}" in mlflow_env["MLFLOW_ALLOWED_HOSTS"].split(",")
     assert tracking.hostname == "mlflow"
@@ -358,8 +369,9 @@ def test_every_http_surface_needs_a_login(services: dict[str, dict[str, Any]]) -
     grafana = env_of(services["grafana"])
     assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == "CHANGE_ME"  # pragma: allowlist secret
     assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false" and grafana["GF_USERS_ALLOW_SIGN_UP"] == "false"
-    # Prometheus has no login: loopback only.
-    assert all(str(p).startswith("127.0.0.1:") for p in services["prometheus"]["ports"])
+    # Prometheus and Alertmanager have no login: loopback only.
+    for name in ("prometheus", "alertmanager"):
+        assert all(str(p).startswith("127.0.0.1:") for p in services[name]["ports"]), name
 
 
 def test_statsd_goes_to_the_exporter(services: dict[str, dict[str, Any]]) -> None:
@@ -399,6 +411,16 @@ def test_monitoring_targets_are_services(services: dict[str, dict[str, Any]]) ->
                 hosts.add(urlsplit("//" + relabel["replacement"]).hostname)
     hosts.discard("localhost")
     assert hosts and hosts <= set(services), f"Prometheus scrapes unknown hosts: {hosts - set(services)}"
+    # Alerts go to the stack's Alertmanager, on the port it listens on.
+    alertmanagers = [
+        target
+        for manager in config["alerting"]["alertmanagers"]
+        for static in manager["static_configs"]
+        for target in static["targets"]
+    ]
+    flags = dict(f.split("=", 1) for f in command_of(services["alertmanager"]) if "=" in f)
+    assert alertmanagers == [f"alertmanager{flags['--web.listen-address']}"]
+    assert prom["depends_on"]["alertmanager"]["condition"] == "service_healthy"
 
     grafana = services["grafana"]
     grafana_mounts = dict(bind_mounts(grafana))
@@ -418,8 +440,39 @@ def test_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:
         image = service.get("image", "")
         if "build" in service:
             continue
+        image, _, digest = image.partition("@")
         repo, _, tag = image.rpartition(":")
         assert repo and tag and tag != "latest" and re.search(r"\d", tag), f"{name}: unpinned image {image}"
+        assert not digest or re.fullmatch(r"sha256:[0-9a-f]{64}", digest), f"{name}: bad digest {digest}"
+    # Alertmanager is pinned by digest too (the image a tag names can be re-pushed).
+    assert re.fullmatch(
+        r"prom/alertmanager:v\d+\.\d+\.\d+@sha256:[0-9a-f]{64}", services["alertmanager"]["image"]
+    )
+
+
+def template_variables(template: Path) -> set[str]:
+    """The variables an Alertmanager template names (`${NAME}`, `${file:NAME}`), comments aside."""
+    lines = [line for line in template.read_text().splitlines() if not line.lstrip().startswith("#")]
+    return {m.group(1) for m in re.finditer(r"\$\{(?:file:)?([A-Za-z_][A-Za-z0-9_]*)\}", "\n".join(lines))}
+
+
+def test_alertmanager_service(services: dict[str, dict[str, Any]]) -> None:
+    service = services["alertmanager"]
+    assert service["user"] == "65534:65534"
+    mounts = dict(bind_mounts(service))
+    folder = mounts["./docker/alertmanager"]
+    assert service["entrypoint"] == ["/bin/sh", f"{folder}/entrypoint.sh"]
+    assert mounts["alertmanager-data"] == "/alertmanager"  # silences survive a restart
+    assert "--storage.path=/alertmanager" in command_of(service)
+    assert service["healthcheck"]["test"][-1].endswith("/-/healthy")
+    # Compose passes exactly what the template needs, each from .env and required.
+    names = template_variables(ALERTMANAGER_DIR / "alertmanager.yml")
+    assert names and set(env_of(service)) == names
+    raw = yaml.safe_load(COMPOSE.read_text())["services"]["alertmanager"]["environment"]
+    for name in names:
+        assert raw[name] == f"${{{name}:?set {name} in .env}}", name
+    # The SMTP password never lands in the rendered config: Alertmanager reads it from a file.
+    assert "${file:ALERT_SMTP_PASSWORD}" in (ALERTMANAGER_DIR / "alertmanager.yml").read_text()
 
 
 def test_postgres_init_creates_the_databases_the_urls_name(services: dict[str, dict[str, Any]]) -> None:
@@ -449,22 +502,28 @@ def test_postgres_init_creates_the_databases_the_urls_name(services: dict[str, d
 
 
 def test_entrypoint_syntax_and_subcommands(services: dict[str, dict[str, Any]]) -> None:
-    assert subprocess.run(["sh", "-n", str(ENTRYPOINT)], capture_output=True).returncode == 0
-    assert os.access(ENTRYPOINT, os.X_OK)
+    for script in (ENTRYPOINT, ALERTMANAGER_ENTRYPOINT):
+        assert subprocess.run(["sh", "-n", str(script)], capture_output=True).returncode == 0
+        assert os.access(script, os.X_OK)
     text = ENTRYPOINT.read_text()
     for sub in ("init", "mlflow-server"):
         assert re.search(rf"^\s+{re.escape(sub)}\)$", text, re.MULTILINE), sub
     assert command_of(services["airflow-init"]) == ["init"]
 
 
-@pytest.mark.parametrize("subcommand", ["init", "mlflow-server"])
-def test_entrypoint_refuses_placeholders(subcommand: str, services: dict[str, dict[str, Any]]) -> None:
+@pytest.mark.parametrize("subcommand", ["init", "mlflow-server", "alertmanager"])
+def test_entrypoint_refuses_placeholders(
+    subcommand: str, services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
     """The compose environment with .env.example's values: the entrypoint stops at once."""
-    service = "airflow-init" if subcommand == "init" else "mlflow"
+    service = {"init": "airflow-init", "mlflow-server": "mlflow"}.get(subcommand, subcommand)
     env = {"PATH": os.environ["PATH"], **env_of(services[service])}
-    done = subprocess.run(
-        ["sh", str(ENTRYPOINT), subcommand], env=env, capture_output=True, text=True, timeout=30
-    )
+    if subcommand == "alertmanager":
+        env["ALERTMANAGER_CONFIG"] = str(tmp_path / "alertmanager.yml")
+        args = ["sh", str(ALERTMANAGER_ENTRYPOINT), *command_of(services[service])]
+    else:
+        args = ["sh", str(ENTRYPOINT), subcommand]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     assert "placeholder" in done.stderr and "CHANGE_ME" not in done.stderr  # names, never values
 

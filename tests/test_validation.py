@@ -13,18 +13,27 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from benchmarks import bench_validation
 from mlsys import validation
+from mlsys.generate import synthetic_features_sql
 from mlsys.settings import REPO_ROOT, Settings
 from mlsys.validation import (
-    ERROR,
     LEAD_FEATURES,
     RAW_ACTIVITIES,
     RAW_CONVERSIONS,
     RAW_LEADS,
-    WARNING,
+    TRAINING_SNAPSHOTS,
     DataValidationError,
     ValidationReport,
+    engine,
 )
+from mlsys.validation import __main__ as validation_cli
+from mlsys.validation.context_files import render_context_files
+from mlsys.validation.engine import execute as engine_execute
+from mlsys.validation.engine import get_context
+from mlsys.validation.report import build_report
+from mlsys.validation.spec import suite_definitions
+from mlsys.validation.suites import ERROR, WARNING, sql_list
 
 AS_OF = date(2026, 6, 1)
 RUN_TIME = datetime(2026, 6, 1, 3, 0, 0)
@@ -52,7 +61,7 @@ def copy_to_parquet(select_sql: str, path: Path) -> Path:
 
 
 def features_sql(rows: int = ROWS, *, label: bool = False, replace: str = "", where: str = "") -> str:
-    base = validation.synthetic_features_sql(rows, AS_OF, label=label)
+    base = synthetic_features_sql(rows, AS_OF, label=label)
     select = f"SELECT * REPLACE ({replace})" if replace else "SELECT *"
     return f"{select} FROM ({base}) AS f {where}"
 
@@ -76,7 +85,7 @@ def raw_leads_sql(rows: int = ROWS, replace: str = "") -> str:
 
 def raw_activities_sql(rows: int = ROWS, replace: str = "") -> str:
     """Activities of the 30 days before AS_OF, every accepted type, newest first."""
-    types = validation._sql_list(validation.ACTIVITY_TYPES)
+    types = sql_list(validation.ACTIVITY_TYPES)
     base = f"""
         SELECT
             (i % 100)::BIGINT AS lead_id,
@@ -133,7 +142,7 @@ def test_committed_context_matches_python_definitions() -> None:
     root = REPO_ROOT / "great_expectations"
     stale = [
         rel
-        for rel, text in validation.render_context_files().items()
+        for rel, text in render_context_files().items()
         if not (root / rel).is_file() or (root / rel).read_text() != text
     ]
     assert not stale, f"run `python -m mlsys.validation write-context`; stale: {stale}"
@@ -143,7 +152,7 @@ def test_committed_context_matches_python_definitions() -> None:
 
 
 def test_every_expectation_declares_its_severity() -> None:
-    for suite, expectations in validation.suite_definitions().items():
+    for suite, expectations in suite_definitions().items():
         severities = {e["meta"]["severity"] for e in expectations}
         assert severities == {ERROR, WARNING}, suite
         for e in expectations:
@@ -174,12 +183,12 @@ def test_good_lead_features_pass_with_an_observed_value_for_every_expectation(
 ) -> None:
     write_features(settings, features_sql())
     before = repo_context_files()
-    report = validation.validate_lead_features(AS_OF, settings)
+    report = validation.validate_mart(LEAD_FEATURES, AS_OF, settings)
 
     assert report.success, report.summary()
     assert report.failures == [] and report.warnings == []
     assert report.row_count == ROWS
-    n_expectations = len(validation.suite_definitions()[LEAD_FEATURES])
+    n_expectations = len(suite_definitions()[LEAD_FEATURES])
     assert report.evaluated == n_expectations == len(report.checks)
     for check in report.checks:
         assert check["success"], check
@@ -201,13 +210,13 @@ def test_good_training_snapshots_and_raw_leads_pass(settings: Settings) -> None:
         {features_sql(label=True, replace="DATE '2026-05-25' AS as_of")}
     """
     copy_to_parquet(two_dates, settings.training_snapshots_path(AS_OF))
-    report = validation.validate_training_snapshots(AS_OF, settings)
+    report = validation.validate_mart(TRAINING_SNAPSHOTS, AS_OF, settings)
     assert report.success, report.summary()
     assert report.row_count == 2 * ROWS
 
     write_raw_leads(settings, raw_leads_sql(200), "part-0.parquet")
     write_raw_leads(settings, raw_leads_sql(200, replace="lead_id + 200 AS lead_id"), "part-1.parquet")
-    raw = validation.validate_raw_leads(settings)
+    raw = validation.validate_raw(RAW_LEADS, settings)
     assert raw.success, raw.summary()
     assert raw.row_count == 400
 
@@ -266,7 +275,7 @@ def test_bad_lead_features_fail_naming_the_expectation(
     settings: Settings, case: str, replace: str, expectation: str, column: str, sample: object
 ) -> None:
     write_features(settings, features_sql(replace=replace))
-    report = validation.validate_lead_features(AS_OF, settings)
+    report = validation.validate_mart(LEAD_FEATURES, AS_OF, settings)
 
     assert not report.success, case
     failed = failure_names(report)
@@ -304,20 +313,20 @@ def test_created_at_in_the_future_fails_raw_leads(settings: Settings) -> None:
 def test_training_snapshots_unique_on_lead_and_date_and_binary_label(settings: Settings) -> None:
     dup = f"{features_sql(label=True)} UNION ALL {features_sql(10, label=True)}"
     copy_to_parquet(dup, settings.training_snapshots_path(AS_OF))
-    report = validation.validate_training_snapshots(AS_OF, settings)
+    report = validation.validate_mart(TRAINING_SNAPSHOTS, AS_OF, settings)
     assert "lead_id, as_of" in failure_names(report)["expect_compound_columns_to_be_unique"]
 
     copy_to_parquet(
         features_sql(label=True, replace="CASE WHEN lead_id = 1 THEN 2 ELSE label END AS label"),
         settings.training_snapshots_path(AS_OF),
     )
-    report = validation.validate_training_snapshots(AS_OF, settings)
+    report = validation.validate_mart(TRAINING_SNAPSHOTS, AS_OF, settings)
     assert "label" in failure_names(report)["expect_column_values_to_be_in_set"]
 
 
 def test_missing_column_is_a_one_line_reason(settings: Settings) -> None:
     write_features(settings, f"SELECT * EXCLUDE (lead_age_days) FROM ({features_sql()})")
-    report = validation.validate_lead_features(AS_OF, settings)
+    report = validation.validate_mart(LEAD_FEATURES, AS_OF, settings)
     assert not report.success
     [failure] = report.failures
     assert failure.column == "lead_age_days"
@@ -327,7 +336,7 @@ def test_missing_column_is_a_one_line_reason(settings: Settings) -> None:
 
 def test_wrong_column_type_fails(settings: Settings) -> None:
     write_features(settings, features_sql(replace="company_size::VARCHAR AS company_size"))
-    report = validation.validate_lead_features(AS_OF, settings)
+    report = validation.validate_mart(LEAD_FEATURES, AS_OF, settings)
     [failure] = report.failures
     assert failure.expectation == "unexpected_rows_expectation:column_types"
     assert failure.column == "company_size"
@@ -336,7 +345,7 @@ def test_wrong_column_type_fails(settings: Settings) -> None:
 
 def test_empty_table_fails(settings: Settings) -> None:
     write_features(settings, features_sql(where="WHERE false"))
-    report = validation.validate_lead_features(AS_OF, settings)
+    report = validation.validate_mart(LEAD_FEATURES, AS_OF, settings)
     assert not report.success
     assert report.row_count == 0
     assert "expect_table_row_count_to_be_between:non_empty" in failure_names(report)
@@ -346,7 +355,7 @@ def test_corrupt_file_in_the_folder_names_the_file(settings: Settings) -> None:
     write_raw_leads(settings, raw_leads_sql())
     corrupt = settings.raw_dir / "leads" / "part-9.parquet"
     corrupt.write_text("lead_id,created_at\n1,2026-01-01\n")
-    report = validation.validate_raw_leads(settings)
+    report = validation.validate_raw(RAW_LEADS, settings)
     assert not report.success
     [failure] = report.failures
     assert failure.expectation == "input_files_are_parquet"
@@ -355,7 +364,7 @@ def test_corrupt_file_in_the_folder_names_the_file(settings: Settings) -> None:
 
 
 def test_no_input_file_fails(settings: Settings) -> None:
-    report = validation.validate_lead_features(AS_OF, settings)
+    report = validation.validate_mart(LEAD_FEATURES, AS_OF, settings)
     assert not report.success
     [failure] = report.failures
     assert failure.expectation == "input_files_exist"
@@ -366,10 +375,10 @@ def test_no_input_file_fails(settings: Settings) -> None:
 
 def test_row_count_drop_against_the_previous_successful_run(settings: Settings) -> None:
     write_features(settings, features_sql(1000))
-    assert validation.validate_lead_features(AS_OF, settings).success
+    assert validation.validate_mart(LEAD_FEATURES, AS_OF, settings).success
 
     write_features(settings, features_sql(400))  # 60% fewer rows; the limit is 50%
-    report = validation.validate_lead_features(AS_OF, settings)
+    report = validation.validate_mart(LEAD_FEATURES, AS_OF, settings)
     assert not report.success
     [failure] = report.failures
     assert failure.expectation == "expect_table_row_count_to_be_between:row_drop_vs_previous_run"
@@ -378,7 +387,7 @@ def test_row_count_drop_against_the_previous_successful_run(settings: Settings) 
 
     # Still compared with 1000: a failed run is not a baseline.
     write_features(settings, features_sql(600))
-    assert validation.validate_lead_features(AS_OF, settings).success
+    assert validation.validate_mart(LEAD_FEATURES, AS_OF, settings).success
 
 
 # ----------------------------------------------------------------------------- raw activities, conversions
@@ -394,7 +403,7 @@ def test_good_raw_activities_and_conversions_pass_with_an_observed_value_for_eve
         assert report.success, report.summary()
         assert report.failures == [] and report.warnings == [], report.summary()
         assert report.row_count == rows
-        assert report.evaluated == len(validation.suite_definitions()[suite]) == len(report.checks)
+        assert report.evaluated == len(suite_definitions()[suite]) == len(report.checks)
         assert all(c["observed"] is not None for c in report.checks), report.checks
 
 
@@ -535,7 +544,7 @@ def test_backfill_of_an_older_date_compares_with_older_dates_only(settings: Sett
             settings.lead_features_path(as_of),
         )
         assert path.exists()
-        return validation.validate_lead_features(as_of, settings)
+        return validation.validate_mart(LEAD_FEATURES, as_of, settings)
 
     assert run(AS_OF, 1000).success
     # A backfill of January: fewer leads were known then; today's 1000 is no baseline for it.
@@ -562,7 +571,7 @@ def test_state_of_an_older_version_is_no_baseline(settings: Settings) -> None:
     state.parent.mkdir(parents=True)
     state.write_text(json.dumps({LEAD_FEATURES: {"row_count": 10_000, "validated_at": "x", "source": "y"}}))
     write_features(settings, features_sql(100))
-    assert validation.validate_lead_features(AS_OF, settings).success
+    assert validation.validate_mart(LEAD_FEATURES, AS_OF, settings).success
     runs = json.loads(state.read_text())[LEAD_FEATURES]["runs"]
     assert runs[AS_OF.isoformat()]["row_count"] == 100
 
@@ -575,7 +584,7 @@ def test_warning_only_expectation_does_not_fail_the_gate(settings: Settings) -> 
         settings,
         features_sql(replace="CASE WHEN lead_id % 10 < 8 THEN NULL ELSE industry END AS industry"),
     )
-    report = validation.validate_lead_features(AS_OF, settings)
+    report = validation.validate_mart(LEAD_FEATURES, AS_OF, settings)
     assert report.success, report.summary()
     assert report.failures == []
     [warning] = report.warnings
@@ -591,7 +600,7 @@ def test_gate_raises_with_expectation_and_column_in_the_message(settings: Settin
     write_features(
         settings, features_sql(replace="CASE WHEN lead_id = 9 THEN 'fax' ELSE source END AS source")
     )
-    report = validation.validate_lead_features(AS_OF, settings)
+    report = validation.validate_mart(LEAD_FEATURES, AS_OF, settings)
     with pytest.raises(DataValidationError) as excinfo:
         validation.gate(report)
     message = str(excinfo.value)
@@ -627,7 +636,7 @@ def test_guard_fails_a_result_without_observed_value() -> None:
         ],
         suite_name=LEAD_FEATURES,
     )
-    report = validation._build_report(LEAD_FEATURES, suite_result)
+    report = build_report(LEAD_FEATURES, suite_result)
     assert not report.success
     [failure] = report.failures
     assert failure.column == "source"
@@ -643,11 +652,11 @@ def test_guard_catches_the_real_gx_duckdb_empty_result_bug(
 
     unpatched = tuple(d for d in see._PERSISTED_CONNECTION_DIALECTS if d != "duckdb")
     monkeypatch.setattr(see, "_PERSISTED_CONNECTION_DIALECTS", unpatched)
-    monkeypatch.setattr(validation, "_treat_duckdb_as_persisted_dialect", lambda: False)
-    monkeypatch.setattr(validation, "_CONTEXTS", {})  # a fresh datasource engine
+    monkeypatch.setattr(engine, "_treat_duckdb_as_persisted_dialect", lambda: False)
+    monkeypatch.setattr(engine, "_CONTEXTS", {})  # a fresh datasource engine
 
     write_features(settings, features_sql())
-    report = validation.validate_lead_features(AS_OF, settings)
+    report = validation.validate_mart(LEAD_FEATURES, AS_OF, settings)
     assert not report.success
     assert report.failures
     assert all("passed vacuously" in str(f.observed) for f in report.failures)
@@ -662,15 +671,15 @@ def test_unknown_suite_is_a_clear_error(settings: Settings) -> None:
 def test_command_line_bench_and_write_context(
     settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert validation.main(["bench", "--rows", "3000", "--workdir", str(tmp_path / "bench")]) == 0
+    assert bench_validation.main(["marts", "--rows", "3000", "--workdir", str(tmp_path / "bench")]) == 0
     out = capsys.readouterr().out
     assert "PASSED" in out and '"peak_rss_mb"' in out
 
     copy = tmp_path / "context"
-    written = validation.main(["write-context", "--root", str(copy)])
+    written = validation_cli.main(["write-context", "--root", str(copy)])
     assert written == 0
     committed = REPO_ROOT / "great_expectations"
-    for rel in validation.render_context_files():
+    for rel in render_context_files():
         assert (copy / rel).read_text() == (committed / rel).read_text()
 
 
@@ -702,13 +711,13 @@ def test_a_suite_after_duckdb_spilled_to_disk_still_runs(settings: Settings) -> 
     assert not stale.exists()
     assert (settings.data_dir / "gx" / "tmp" / str(os.getpid())).is_dir()
 
-    checkpoint = validation._get_context(settings).checkpoints.get(RAW_CONVERSIONS)
+    checkpoint = get_context(settings).checkpoints.get(RAW_CONVERSIONS)
     engine = next(iter(checkpoint.validation_definitions)).batch_definition.data_asset.datasource
     spill = (
         "SELECT count(*) FROM (SELECT i::VARCHAR || repeat('x', 24) AS s FROM range(5000000) AS t(i) "
         "GROUP BY s HAVING count(*) > 1)"
     )
-    validation._execute(engine.get_execution_engine(), ["SET memory_limit = '64MB'", spill])
+    engine_execute(engine.get_execution_engine(), ["SET memory_limit = '64MB'", spill])
     report = validation.validate_raw(RAW_CONVERSIONS, settings, as_of=AS_OF, run_time=RUN_TIME)
     assert report.success, report.summary()
 
@@ -718,6 +727,6 @@ def test_command_line_bench_raw(tmp_path: Path, capsys: pytest.CaptureFixture[st
     copy_to_parquet(raw_leads_sql(), data / "raw" / "leads" / "part-0.parquet")
     copy_to_parquet(raw_activities_sql(), data / "raw" / "activities" / "part-0.parquet")
     copy_to_parquet(raw_conversions_sql(), data / "raw" / "conversions" / "part-0.parquet")
-    assert validation.main(["bench-raw", "--data-dir", str(data)]) == 0
+    assert bench_validation.main(["raw", "--data-dir", str(data)]) == 0
     out = capsys.readouterr().out
     assert out.count("PASSED") == 3 and '"peak_rss_mb"' in out and '"raw_activities"' in out

@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -24,6 +25,7 @@ from mlsys.champion import Champion
 from mlsys.demo import run_dag
 from mlsys.model import member_pipelines
 from mlsys.settings import REPO_ROOT, Settings
+from mlsys.validation.context_files import render_context_files
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +90,7 @@ def test_the_switch_is_configuration_only(bank: Settings) -> None:
     # The committed GX files are exactly what mlsys_gate.yml renders to.
     root = SOURCE / "great_expectations"
     spec = validation.load_gate_spec(root)
-    for relative, text in validation.render_context_files(spec).items():
+    for relative, text in render_context_files(spec).items():
         assert (root / relative).read_text() == text, f"{relative}: run write-context --root {root}"
 
 
@@ -142,6 +144,13 @@ def test_bank_flow_gate_retrain_score(bank_published: Path, bank: Settings) -> N
     inputs = set(info.signature.inputs.input_names())
     assert inputs == set(load_catalog("training_snapshots", bank).columns)
     assert not LEAKS & inputs
+    # Gradient-boosted trees get importances too: the mean absolute path attribution.
+    local = mlflow.artifacts.download_artifacts(
+        run_id=champion.run_id, artifact_path="feature_importances.csv", tracking_uri=bank.mlflow_tracking_uri
+    )
+    importances = pd.read_csv(local)
+    assert set(importances["feature"]) == inputs
+    assert (importances["mean_abs_logit_contribution"] > 0).any()
 
     table = pq.read_table(bank_published)
     expected = pq.read_table(bank.lead_features_path(SCORE_AS_OF), columns=["lead_id"]).num_rows

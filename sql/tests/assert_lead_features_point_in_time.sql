@@ -1,4 +1,4 @@
--- Point-in-time rule (DESIGN section 2): a feature row at date D uses nothing at or after D.
+-- Point-in-time rule (docs/contracts.md): a feature row at date D uses nothing at or after D.
 -- Every returned row is a violation.
 select
     f.lead_id,

@@ -1,6 +1,6 @@
 -- One row per (lead, weekly snapshot date) with its label. The last snapshot is
 -- as_of - horizon_days so every label is complete; leads created at or after a snapshot
--- and leads converted before it are not in it (point-in-time rule, DESIGN section 2).
+-- and leads converted before it are not in it (point-in-time rule, docs/contracts.md).
 with
 
 bounds as (

@@ -1,5 +1,5 @@
 -- The conversions known at var('as_of'), in the shape of the raw contract's conversions table
--- (DESIGN section 2): the realized-performance check joins scored partitions to it
+-- (docs/contracts.md): the realized-performance check joins scored partitions to it
 -- (MLSYS_CONVERSIONS in ../../bank_marketing.env). A subscription happens on the call itself.
 -- Written next to the marts' folders, not in one of its own: DuckDB's COPY creates no folder,
 -- and the pipeline creates only those of lead_features and training_snapshots.
