@@ -4,7 +4,8 @@
 # live alert-delivery test; docker-compose (the Python v1, only to run `config` on
 # docker-compose.yaml: no Docker engine is installed); PostgreSQL and Redis for
 # `make test-postgres` (tests/test_postgres_celery.py starts throwaway servers of its own);
-# chromium and chromedriver (`chromium-driver`) for the browser test of `make airflow`.
+# chromium and chromedriver (`chromium-driver`) for the browser test of `make airflow`; curl and
+# jq, which the on-demand REST sequence of docs/on-demand.md uses (tests/test_ui.py runs it).
 # Idempotent: does nothing when everything is already on PATH.
 # Runs as root on a fresh Debian machine (CI); elsewhere it uses sudo when available.
 set -euo pipefail
@@ -16,6 +17,8 @@ command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v jq >/dev/null 2>&1 || missing+=(jq)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 
 if [ ${#missing[@]} -eq 0 ]; then
@@ -53,4 +56,6 @@ command -v docker-compose >/dev/null
 command -v redis-server >/dev/null
 command -v chromium >/dev/null
 command -v chromedriver >/dev/null
+command -v curl >/dev/null
+command -v jq >/dev/null
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null

@@ -46,6 +46,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def use_home(home: Path) -> Path:
+    """This process (and what it starts) on `home` alone: no data dir, warehouse or MLflow
+    store of the caller's environment, metrics to a port nobody listens on."""
+    home = home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["MLSYS_HOME"] = str(home)
+    for name in ("MLSYS_DATA_DIR", "MLSYS_WAREHOUSE", "MLFLOW_TRACKING_URI"):
+        os.environ.pop(name, None)
+    os.environ.setdefault("MLSYS_STATSD_PORT", "18125")
+    return home
+
+
 def prepare(home: Path, leads: int) -> None:
     """CRM, champion and published partition in `home` (skipped when already there)."""
     from mlsys.cli import main
@@ -163,12 +175,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=300, help="per size and server")
     args = parser.parse_args()
 
-    home = args.home.resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["MLSYS_HOME"] = str(home)
-    for name in ("MLSYS_DATA_DIR", "MLSYS_WAREHOUSE", "MLFLOW_TRACKING_URI"):
-        os.environ.pop(name, None)
-    os.environ.setdefault("MLSYS_STATSD_PORT", "18125")
+    home = use_home(args.home)
     # A snapshot of the dbt project: an edit of sql/ during a run would recompile the
     # on-demand feature SQL in the api-server in the middle of the measurements.
     project = home / "sql"

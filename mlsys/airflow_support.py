@@ -116,13 +116,16 @@ def as_of_from_context(context: dict[str, Any], settings: Settings) -> date:
     """The feature cut-off of a run: `params.as_of` when given, else the logical date (a
     scheduled or backfill run), else - a manual run without a date - the day it was triggered,
     or the landing's ``complete_as_of`` when that is earlier (`Settings.default_as_of`)."""
+    from mlsys import input_rules
+
     params = context.get("params") or {}
     override = params.get("as_of")
-    if override:
+    if override is not None:
         try:
-            return date.fromisoformat(str(override))
+            # The rule every door applies to a date (the Param's `format: date` checks it first).
+            return input_rules.iso_date(override)
         except ValueError as exc:
-            raise ConfError(f"params.as_of must be a date YYYY-MM-DD, got {str(override)[:60]!r}") from exc
+            raise ConfError(f"params.as_of {exc}") from None
     logical: datetime | None = context.get("logical_date")
     if logical is not None:
         return logical.date()

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from mlsys.settings import Settings
 
@@ -19,8 +20,10 @@ log = logging.getLogger("mlsys")
 
 
 def _date(text: str) -> date:
+    from mlsys.input_rules import iso_date
+
     try:
-        return date.fromisoformat(text)
+        return iso_date(text)  # the date rule of every door (DAG conf, on-demand as_of)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from exc
 
@@ -78,19 +81,35 @@ def _add_on_demand_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user", default=None, help="API user (default $MLSYS_API_USER; $MLSYS_API_PASSWORD)")
 
 
-def _on_demand_leads(args: argparse.Namespace) -> tuple[list[dict[str, object]], str | None]:
-    leads: list[dict[str, object]] = [{"lead_id": i} for i in args.lead_id]
+def _on_demand_request(args: argparse.Namespace, max_leads: int) -> dict[str, Any]:
+    """The request of `--lead-id`/`--payload`/`--as-of`, checked by the rules every door
+    applies (mlsys.input_rules, mlsys.on_demand_request) before anything is sent or scored."""
+    from mlsys import input_rules, on_demand_request
+
+    leads: list[Any] = [{"lead_id": i} for i in args.lead_id]
     as_of = args.as_of.isoformat() if args.as_of else None
     if args.payload:
         try:
-            loaded = json.loads(args.payload.read_text())
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read --payload {args.payload}: {exc}") from exc
+            data = args.payload.read_bytes()
+            loaded = input_rules.decode_json(
+                data, max_bytes=on_demand_request.MAX_BODY_BYTES, what=f"--payload {args.payload}"
+            )
+        except OSError as exc:
+            raise ValueError(f"cannot read --payload {args.payload}: {exc.strerror or exc}") from None
+        except input_rules.InvalidJSON as exc:
+            raise on_demand_request.RequestError("invalid_json", str(exc), {"reason": exc.reason}) from None
         if isinstance(loaded, dict) and "leads" in loaded:
+            unknown = [k for k in loaded if k not in on_demand_request.REQUEST_KEYS]
+            if unknown:
+                on_demand_request.parse_request(loaded)  # names the unknown keys
             as_of = as_of or loaded.get("as_of")
             loaded = loaded["leads"]
         leads += loaded if isinstance(loaded, list) else [loaded]
-    return leads, as_of
+    request: dict[str, Any] = {"leads": leads}
+    if as_of is not None:
+        request["as_of"] = as_of
+    on_demand_request.parse_request(request, max_leads=max_leads)
+    return request
 
 
 def _score_on_demand(args: argparse.Namespace, settings: Settings) -> int:
@@ -104,8 +123,9 @@ def _score_on_demand(args: argparse.Namespace, settings: Settings) -> int:
     if args.sync and not args.api:
         print("mlsys score: --sync needs --api", file=sys.stderr)
         return 2
-    leads, as_of = _on_demand_leads(args)
     try:
+        # Through --api the server applies its own lead limit (its MLSYS_ON_DEMAND_MAX_LEADS).
+        request = _on_demand_request(args, sys.maxsize if args.api else settings.on_demand_max_leads)
         if args.api:
             api = client.Client(
                 args.api,
@@ -113,9 +133,9 @@ def _score_on_demand(args: argparse.Namespace, settings: Settings) -> int:
                 password=os.environ.get("MLSYS_API_PASSWORD"),
                 token=os.environ.get("MLSYS_API_TOKEN"),
             )
-            results = api.score(leads, as_of=as_of, sync=args.sync)
+            results = api.score(request["leads"], as_of=request.get("as_of"), sync=args.sync)
         else:
-            results = on_demand.score_leads(client.Client.request_body(leads, as_of), settings)
+            results = on_demand.score_leads(request, settings)
     except client.ClientError as exc:
         detail = f"\n{json.dumps(exc.error)}" if exc.error else ""
         raise RuntimeError(f"{exc}{detail}") from exc

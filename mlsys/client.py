@@ -6,9 +6,11 @@
     api.score([{"lead_id": 42}], sync=True)       # POST /mlsys/score on the api-server
     api.model()                                   # GET /mlsys/model
 
-The DAG path: `POST /auth/token` for a JWT, `POST /api/v2/dags/score_on_demand/dagRuns`,
-poll the run, then read the `score` task's XCom `return_value`, or its XCom `error` (the
-structured error the task pushes before it fails) when the run failed.
+The DAG path: `POST /auth/token` for a JWT, a check that the DAG is not paused (a run of a
+paused DAG stays queued for good: the client says so at once, naming the call that unpauses
+it), `POST /api/v2/dags/score_on_demand/dagRuns`, poll the run, then read the `score` task's
+XCom `return_value`, or its XCom `error` (the structured error the task pushes before it
+fails) when the run failed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from typing import Any
 DAG_ID = "score_on_demand"
 TASK_ID = "score"
 FINISHED = {"success", "failed"}
+UNPAUSE = f'PATCH /api/v2/dags/{DAG_ID} with {{"is_paused": false}}'
+# How long a run may sit queued before the client looks whether the DAG was paused meanwhile.
+PAUSE_CHECK_SECONDS = 5.0
 
 
 class ClientError(RuntimeError):
@@ -122,9 +127,37 @@ class Client:
         body = self.request_body(leads, as_of)
         if sync:
             return list(self._request("POST", "/mlsys/score", body)["results"])
+        self.check_not_paused()
         run_id = self.trigger(body)
         state = self.wait(run_id, wait)
         return self.result(run_id, state)
+
+    def check_not_paused(self, run_id: str | None = None) -> None:
+        """Raise ClientError `dag_paused` when score_on_demand is paused: its runs would stay
+        queued until someone unpauses it. A token that may not read the DAG skips the check."""
+        try:
+            dag = self._request("GET", f"/api/v2/dags/{DAG_ID}")
+        except ClientError as exc:
+            if exc.status == 404:
+                raise ClientError(
+                    f"the {DAG_ID} DAG is not deployed on {self.base_url} (GET /api/v2/dags/{DAG_ID} -> 404)",
+                    status=404,
+                    error={"error": "dag_not_found", "message": str(exc), "details": {}},
+                ) from None
+            if exc.status == 403:
+                return
+            raise
+        if not dag.get("is_paused"):
+            return
+        waiting = f" (run {run_id} is queued behind the pause)" if run_id else ""
+        message = (
+            f"the {DAG_ID} DAG is paused, so a run would stay queued{waiting}: unpause it with "
+            f"{UNPAUSE} (or `airflow dags unpause {DAG_ID}`, or the toggle in the UI)"
+        )
+        unpause = {"method": "PATCH", "path": f"/api/v2/dags/{DAG_ID}", "body": {"is_paused": False}}
+        raise ClientError(
+            message, error={"error": "dag_paused", "message": message, "details": {"unpause": unpause}}
+        )
 
     def trigger(self, conf: dict[str, Any]) -> str:
         run = self._request("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": conf})
@@ -134,12 +167,19 @@ class Client:
         return f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
 
     def wait(self, run_id: str, timeout: float = 300.0) -> str:
-        deadline = time.monotonic() + timeout
+        start = time.monotonic()
+        deadline = start + timeout
+        next_pause_check = start + PAUSE_CHECK_SECONDS
         while True:
             state = str(self._request("GET", self.run_path(run_id))["state"])
             if state in FINISHED:
                 return state
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if state == "queued" and now > next_pause_check:
+                # Paused after the run was created (or by another client): say so now.
+                self.check_not_paused(run_id)
+                next_pause_check = now + PAUSE_CHECK_SECONDS
+            if now > deadline:
                 raise ClientError(f"run {run_id} still {state} after {timeout:.0f}s")
             time.sleep(self.poll_interval)
 

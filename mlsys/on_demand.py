@@ -12,7 +12,7 @@ A request (the DAG run's ``conf``, or the POST body)::
   ``as_of``; without ``as_of``, of the newest published scored partition (features the GX
   gate passed). Its score equals that partition's score for the same champion.
 * A lead payload carries the lead's attributes and its activities in the raw landing
-  contract's fields (DESIGN section 2)::
+  contract's fields (docs/contracts.md)::
 
       {"lead_id": 42, "created_at": "2026-05-20T09:30:00Z", "source": "web",
        "industry": "software", "country": "DE", "company_size": 120, "job_level": "manager",
@@ -26,9 +26,10 @@ A request (the DAG run's ``conf``, or the POST body)::
   it is the score tonight's run will give it unless more happens today.
 
 Every result is ``{lead_id, score, score_band, top_reasons, model_name, model_version,
-as_of}`` in request order. A bad request raises :class:`RequestError`, a scorer that cannot
-serve yet (no champion, no published features) :class:`UnavailableError`; both carry a code,
-a message and details that ``to_dict()`` / ``str()`` render as JSON for clients.
+as_of}`` in request order. A bad request raises :class:`RequestError` (requests are parsed
+by :mod:`mlsys.on_demand_request`; the doors' shared code is :mod:`mlsys.on_demand_serving`), a
+scorer that cannot serve yet (no champion, no published features) :class:`UnavailableError`;
+both carry a code, a message and details that ``to_dict()`` / ``str()`` render as JSON.
 
 Why not run dbt per request: dbt's start-up alone is about 4.5 s. The project is compiled
 once per version of its files (``dbt compile`` in a subprocess, cached on disk under
@@ -50,7 +51,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -62,301 +63,24 @@ import numpy as np
 
 from mlsys import metrics, registry
 from mlsys.champion import Champion
+from mlsys.on_demand_request import (  # noqa: F401 - re-exported: the scorer's public names
+    LEAD_FIELDS,
+    MAX_ACTIVITIES_PER_LEAD,
+    MAX_LEADS_PER_REQUEST,
+    MAX_TEXT_LENGTH,
+    LeadPayload,
+    LeadRef,
+    RequestError,
+    ScoreRequest,
+    ScoringError,
+    UnavailableError,
+    parse_request,
+)
 from mlsys.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_LEADS_PER_REQUEST = 100  # default of Settings.on_demand_max_leads
-MAX_ACTIVITIES_PER_LEAD = 10_000
-# Free-text attributes (industry) are categories: a longer value is a mistake or an attack.
-MAX_TEXT_LENGTH = 200
 FEATURES_MART = "lead_features"
-
-# Raw landing contract (DESIGN section 2): the fields a payload may carry.
-LEAD_FIELDS = ("lead_id", "created_at", "source", "industry", "country", "company_size", "job_level")
-ACTIVITY_FIELDS = ("occurred_at", "activity_type")
-REQUIRED_LEAD_FIELDS = ("lead_id", "created_at", "source")
-_INT64 = (-(2**63), 2**63 - 1)
-
-
-class ScoringError(Exception):
-    """A failure a client can read: `code` for programs, `message` for people, `details`."""
-
-    status = 400
-
-    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details or {}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"error": self.code, "message": self.message, "details": self.details}
-
-    def __str__(self) -> str:
-        return json.dumps(self.to_dict(), default=str)
-
-
-class RequestError(ScoringError):
-    """The request is wrong; the client must change it (HTTP 4xx)."""
-
-    def __init__(
-        self, code: str, message: str, details: dict[str, Any] | None = None, *, status: int = 400
-    ) -> None:
-        super().__init__(code, message, details)
-        self.status = status
-
-
-class UnavailableError(ScoringError):
-    """The request is fine but the scorer cannot serve it yet (no champion, no features)."""
-
-    status = 503
-
-
-# --------------------------------------------------------------------------------------------
-# Requests
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LeadRef:
-    index: int
-    lead_id: int
-
-
-@dataclass(frozen=True)
-class LeadPayload:
-    index: int
-    lead_id: int
-    attributes: dict[str, Any]  # LEAD_FIELDS, typed (timestamps as naive UTC datetimes)
-    activities: list[tuple[datetime, str]]
-
-
-@dataclass(frozen=True)
-class ScoreRequest:
-    items: list[LeadRef | LeadPayload]
-    as_of: date | None = None
-
-    @property
-    def refs(self) -> list[LeadRef]:
-        return [i for i in self.items if isinstance(i, LeadRef)]
-
-    @property
-    def payloads(self) -> list[LeadPayload]:
-        return [i for i in self.items if isinstance(i, LeadPayload)]
-
-
-def _vocabularies() -> dict[str, tuple[str, ...]]:
-    # The gate's value sets, so a payload is held to the same rules as a nightly CRM export.
-    from mlsys.validation import ACTIVITY_TYPES, JOB_LEVELS, SOURCES
-
-    return {"source": SOURCES, "job_level": JOB_LEVELS, "activity_type": ACTIVITY_TYPES}
-
-
-class _Problems:
-    """Collects every problem of a request so a client fixes them in one round trip."""
-
-    LIMIT = 20
-
-    def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
-        self.total = 0
-
-    def add(self, path: str, message: str) -> None:
-        self.total += 1
-        if len(self.items) < self.LIMIT:
-            self.items.append({"path": path, "message": message})
-
-    def raise_if_any(self) -> None:
-        if not self.total:
-            return
-        first = self.items[0]
-        more = f" (and {self.total - 1} more)" if self.total > 1 else ""
-        raise RequestError(
-            "invalid_lead",
-            f"{first['path']}: {first['message']}{more}",
-            {"problems": self.items, "count": self.total},
-        )
-
-
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _shown(value: Any, limit: int = 60) -> str:
-    """repr() for an error message, cut short: a request cannot make its error huge."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
-
-
-def _timestamp(value: Any) -> datetime:
-    """ISO 8601 -> naive UTC (the contract's TIMESTAMP); a naive value is taken as UTC."""
-    if not isinstance(value, str):
-        raise ValueError(f"must be an ISO 8601 timestamp string, got {_type_name(value)}")
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise ValueError(f"is not an ISO 8601 timestamp: {_shown(value)}") from None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    return parsed
-
-
-def _lead_id(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"must be an integer, got {_type_name(value)}")
-    if not _INT64[0] <= value <= _INT64[1]:
-        raise ValueError("is out of the BIGINT range")
-    return value
-
-
-def _parse_payload(i: int, item: dict[str, Any], problems: _Problems) -> LeadPayload | None:
-    where = f"leads[{i}]"
-    vocab = _vocabularies()
-    before = problems.total
-    unknown = sorted(set(item) - {*LEAD_FIELDS, "activities"})
-    if unknown:
-        problems.add(
-            where,
-            f"unknown field(s) {', '.join(unknown)}; a payload has {', '.join(LEAD_FIELDS)} and activities",
-        )
-    for name in REQUIRED_LEAD_FIELDS:
-        if item.get(name) is None:
-            problems.add(f"{where}.{name}", "is required")
-    attrs: dict[str, Any] = {}
-    lead_id = 0
-    try:
-        lead_id = _lead_id(item.get("lead_id"))
-    except ValueError as exc:
-        if item.get("lead_id") is not None:
-            problems.add(f"{where}.lead_id", str(exc))
-    attrs["lead_id"] = lead_id
-    if item.get("created_at") is not None:
-        try:
-            attrs["created_at"] = _timestamp(item["created_at"])
-        except ValueError as exc:
-            problems.add(f"{where}.created_at", str(exc))
-    for name in ("source", "industry", "country", "job_level"):
-        value = item.get(name)
-        if value is None:
-            attrs[name] = None
-            continue
-        if not isinstance(value, str):
-            problems.add(f"{where}.{name}", f"must be a string, got {_type_name(value)}")
-            continue
-        if len(value) > MAX_TEXT_LENGTH:
-            problems.add(f"{where}.{name}", f"at most {MAX_TEXT_LENGTH} characters, got {len(value):,}")
-            continue
-        if name in vocab and value not in vocab[name]:
-            problems.add(f"{where}.{name}", f"must be one of {', '.join(vocab[name])}; got {_shown(value)}")
-        if name == "country" and not (len(value) == 2 and value.isascii() and value.isupper()):
-            problems.add(
-                f"{where}.country", f"must be an ISO-3166 alpha-2 code like 'DE', got {_shown(value)}"
-            )
-        attrs[name] = value
-    size = item.get("company_size")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
-        problems.add(f"{where}.company_size", f"must be a positive integer or null, got {_shown(size)}")
-    attrs["company_size"] = size
-    activities: list[tuple[datetime, str]] = []
-    raw = item.get("activities", [])
-    if not isinstance(raw, list):
-        problems.add(f"{where}.activities", f"must be a list, got {_type_name(raw)}")
-        raw = []
-    if len(raw) > MAX_ACTIVITIES_PER_LEAD:
-        problems.add(
-            f"{where}.activities", f"at most {MAX_ACTIVITIES_PER_LEAD} activities per lead, got {len(raw)}"
-        )
-        raw = []
-    for j, activity in enumerate(raw):
-        at = f"{where}.activities[{j}]"
-        if not isinstance(activity, dict):
-            problems.add(at, f"must be an object, got {_type_name(activity)}")
-            continue
-        extra = sorted(set(activity) - {*ACTIVITY_FIELDS, "lead_id"})
-        if extra:
-            allowed = ", ".join(ACTIVITY_FIELDS)
-            problems.add(at, f"unknown field(s) {', '.join(extra)}; an activity has {allowed}")
-        if "lead_id" in activity and activity["lead_id"] != item.get("lead_id"):
-            problems.add(f"{at}.lead_id", "differs from the lead's lead_id")
-        kind = activity.get("activity_type")
-        if not isinstance(kind, str) or kind not in vocab["activity_type"]:
-            problems.add(
-                f"{at}.activity_type",
-                f"must be one of {', '.join(vocab['activity_type'])}; got {_shown(kind)}",
-            )
-            continue
-        try:
-            activities.append((_timestamp(activity.get("occurred_at")), kind))
-        except ValueError as exc:
-            problems.add(f"{at}.occurred_at", str(exc))
-    if problems.total > before:
-        return None
-    return LeadPayload(i, lead_id, attrs, activities)
-
-
-def parse_request(conf: Any, max_leads: int = MAX_LEADS_PER_REQUEST) -> ScoreRequest:
-    """Check a request completely before any work; raises RequestError naming every problem."""
-    if not isinstance(conf, dict):
-        raise RequestError(
-            "invalid_request",
-            f'the request must be a JSON object like {{"leads": [...]}}, got {_type_name(conf)}',
-        )
-    unknown = sorted(set(conf) - {"leads", "as_of"})
-    if unknown:
-        raise RequestError(
-            "invalid_request",
-            f"unknown key(s) {', '.join(unknown)}; a request has leads and optionally as_of",
-            {"unknown": unknown},
-        )
-    as_of = None
-    if conf.get("as_of") is not None:
-        raw = conf["as_of"]
-        try:
-            as_of = date.fromisoformat(raw) if isinstance(raw, str) and len(raw) == 10 else None
-        except ValueError:
-            as_of = None
-        if as_of is None:
-            raise RequestError("invalid_request", f"as_of must be a date YYYY-MM-DD, got {_shown(raw)}")
-    leads = conf.get("leads")
-    if not isinstance(leads, list) or not leads:
-        raise RequestError("invalid_request", "leads must be a non-empty list of lead objects")
-    if len(leads) > max_leads:
-        raise RequestError(
-            "too_many_leads",
-            f"at most {max_leads} leads per request, got {len(leads)}",
-            {"max": max_leads, "got": len(leads)},
-            status=413,
-        )
-    problems = _Problems()
-    items: list[LeadRef | LeadPayload] = []
-    for i, item in enumerate(leads):
-        if not isinstance(item, dict):
-            problems.add(f"leads[{i}]", f"must be an object, got {_type_name(item)}")
-            continue
-        if "lead_id" not in item:
-            problems.add(f"leads[{i}].lead_id", "is required")
-            continue
-        if set(item) == {"lead_id"}:
-            try:
-                items.append(LeadRef(i, _lead_id(item["lead_id"])))
-            except ValueError as exc:
-                problems.add(f"leads[{i}].lead_id", str(exc))
-            continue
-        payload = _parse_payload(i, item, problems)
-        if payload is not None:
-            items.append(payload)
-    problems.raise_if_any()
-    seen: dict[int, int] = {}
-    for item in items:
-        if item.lead_id in seen:
-            raise RequestError(
-                "duplicate_lead",
-                f"lead_id {item.lead_id} appears twice (leads[{seen[item.lead_id]}] and leads[{item.index}])",
-                {"lead_id": item.lead_id},
-            )
-        seen[item.lead_id] = item.index
-    return ScoreRequest(items, as_of)
 
 
 # --------------------------------------------------------------------------------------------
@@ -898,8 +622,11 @@ class Scorer:
 
     # -- scoring ----------------------------------------------------------------------------
 
-    def score(self, conf: Any) -> list[dict[str, Any]]:
-        """Score a request; emits the on-demand metrics whatever happens."""
+    def score(self, conf: Any, *, record: bool = True) -> list[dict[str, Any]]:
+        """Score a request; emits the on-demand metrics whatever happens (unless not `record`:
+        a server's own warm-up probe is no client's request)."""
+        if not record:
+            return self._score(conf)
         start = perf_counter()
         try:
             results = self._score(conf)
@@ -974,6 +701,12 @@ class Scorer:
                 "model_version": champion.version,
                 "as_of": as_of.isoformat(),
             }
+
+    def loaded_version(self) -> str | None:
+        """The champion version in memory now: None before the first load, or once the alias
+        is gone (readiness reports it without touching the registry)."""
+        current = self._champion.value
+        return None if current is None else str(current.version)
 
     def describe(self) -> dict[str, Any]:
         """The champion being served (GET /mlsys/model)."""
@@ -1059,18 +792,3 @@ def payloads_from_raw(settings: Settings, lead_ids: list[int], before: date) -> 
         item["activities"] = by_lead.get(row[0], [])
         found[row[0]] = item
     return [found[i] for i in lead_ids if i in found]
-
-
-def warm_up(scorer: Scorer, *, payloads: bool = True) -> dict[str, Any]:
-    """Load what the first request would otherwise wait for; errors are returned, not raised."""
-    done: dict[str, Any] = {}
-    steps: list[tuple[str, Callable[[], Any]]] = [("champion", scorer.champion)]
-    if payloads:
-        steps.append(("feature_sql", scorer.feature_sql))
-    for name, step in steps:
-        try:
-            step()
-            done[name] = "ready"
-        except Exception as exc:  # noqa: BLE001 - warm-up is best effort, requests report errors
-            done[name] = f"not ready: {exc}"
-    return done

@@ -1,26 +1,35 @@
-"""Synchronous on-demand scoring on the Airflow api-server: `POST /mlsys/score`, `GET /mlsys/model`.
+"""Synchronous on-demand scoring on the Airflow api-server: `POST /mlsys/score`,
+`GET /mlsys/model`, `GET /mlsys/openapi.json`, and the readiness probe `GET /mlsys-health/ready`.
 
-Both need Airflow authentication (a JWT from `POST /auth/token` as `Authorization: Bearer`, or
-the UI's session cookie): Airflow does not protect plugin apps by itself, so the app carries
-`mlsys.access.requires_on_demand_access()`, a permission check. The scorer is the one the
-`score_on_demand` DAG uses (`mlsys.on_demand.Scorer`), kept hot in the api-server process:
-champion, compiled feature SQL and published features stay in memory between requests.
+The `/mlsys` routes need an Airflow login with a permission (a JWT from `POST /auth/token` as
+`Authorization: Bearer`, or the UI's session cookie): Airflow does not protect plugin apps by
+itself, so the app carries `mlsys.access.requires_on_demand_access()`, a permission check, on
+every route, the OpenAPI schema included (FastAPI's own docs routes are off: they would skip
+it). The probe is public on purpose, like Airflow's `/api/v2/monitor/health`: it answers only
+whether the warm-up has finished and a champion is loaded, so a container healthcheck needs
+no secret.
+
+The scorer is the one the `score_on_demand` DAG uses (`mlsys.on_demand.Scorer`), kept hot in
+the api-server process. It is loaded at start-up: Airflow 3.3's api-server enters the
+lifespan of every mounted FastAPI app, and this app's lifespan starts the warm-up
+(`mlsys.on_demand_serving.WarmUp`: champion, compiled feature SQL, published features) on a
+thread, so the server answers at once and the first request is as fast as the next.
 
 Every Airflow process imports plugin modules, task processes included, so this module
-imports nothing heavy: the FastAPI app is built on the first request the api-server routes
-to it.
+imports nothing heavy: the apps are built when the plugin manager reads `fastapi_apps`,
+which only the api-server (and `airflow plugins`) does.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route signatures, and
-# `Request`, imported inside build_app, must be a class there, not an unresolvable string.
+# `Request`, imported inside build_apps, must be a class there, not an unresolvable string.
+import functools
 import os
-import threading
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-from mlsys.airflow_support import LazyApp
-
+URL_PREFIX = "/mlsys"
+HEALTH_PREFIX = "/mlsys-health"
 # 100 leads with their activities fit in well under 1 MiB; a bigger body is refused (413)
 # without being kept in memory: it is read and dropped up to DRAIN_BYTES so the client gets the
 # answer instead of a broken pipe, and beyond that the connection is simply not read further.
@@ -44,86 +53,127 @@ async def read_body(request: Any, limit: int = MAX_BODY_BYTES) -> bytes | None:
     return b"".join(chunks) if size <= limit else None
 
 
-def build_app() -> Any:
-    import gc
-    import json
-    import logging
+@functools.cache
+def build_apps() -> tuple[Any, Any]:
+    """(the scoring app, the readiness app), once per process."""
+    import contextlib
 
     from fastapi import Depends, FastAPI, Request
+    from fastapi.openapi.utils import get_openapi
     from fastapi.responses import JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
 
-    from mlsys import on_demand
+    from mlsys import on_demand, on_demand_schema, on_demand_serving
     from mlsys.access import requires_on_demand_access
 
-    log = logging.getLogger("mlsys.plugin")
     scorer = on_demand.get_scorer()
+    warm_up = on_demand_serving.WarmUp(scorer)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        warm_up.start()  # on a thread: the api-server starts answering meanwhile
+        yield
+        scorer.stop_refresher()
+
     app = FastAPI(
         title="mlsys on-demand scoring",
-        description="Scores leads with the champion model, synchronously (see mlsys/on_demand.py).",
+        description="Scores leads with the champion model, synchronously (docs/on-demand.md).",
+        version="1",
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
         dependencies=[Depends(requires_on_demand_access())],
     )
 
-    def error_response(exc: on_demand.ScoringError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.status)
+    def answer(status_and_body: tuple[int, bytes], rid: str) -> Response:
+        status, body = status_and_body
+        return Response(
+            body, status_code=status, media_type="application/json", headers={"X-Request-ID": rid}
+        )
 
-    @app.post("/score")
+    errors = {
+        status: {"model": on_demand_schema.ErrorBody, "description": text}
+        for status, text in on_demand_schema.ERROR_STATUSES.items()
+    }
+    errors[401] = {"description": "No or an invalid token (Airflow's answer: {detail})."}
+    errors[403] = {
+        "description": "A login without the permission (mlsys.access; Airflow's answer: {detail})."
+    }
+
+    @app.post(
+        "/score",
+        response_model=on_demand_schema.ScoreResponse,
+        responses=errors,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScoreRequest"}}},
+            }
+        },
+    )
     async def score(request: Request) -> Any:
-        """Body: `{"leads": [...], "as_of": optional}`; returns `{"results": [...]}`."""
+        """Score up to MLSYS_ON_DEMAND_MAX_LEADS leads: lead ids and/or full lead payloads.
+        Results in request order; every refusal is an ErrorBody naming each problem's path."""
+        rid = on_demand_serving.request_id(request.headers)
+        warm_up.start()  # no-op once the lifespan started it
         body = await read_body(request)
-        if body is None:
-            return error_response(
-                on_demand.RequestError(
-                    "request_too_large",
-                    f"the body is larger than {MAX_BODY_BYTES:,} bytes",
-                    {"max_bytes": MAX_BODY_BYTES},
-                    status=413,
-                )
-            )
-        try:
-            conf = json.loads(body) if body else None
-        except ValueError as exc:
-            return error_response(on_demand.RequestError("invalid_json", f"the body is not JSON: {exc}"))
-        try:
-            # Scoring is CPU work in numpy/DuckDB: keep it off the event loop.
-            results = await run_in_threadpool(scorer.score, conf)
-        except on_demand.ScoringError as exc:
-            return error_response(exc)
-        except Exception as exc:
-            log.exception("on-demand scoring failed")
-            return JSONResponse(
-                {"error": "internal", "message": f"{type(exc).__name__}: {exc}", "details": {}},
-                status_code=500,
-            )
-        # Serialized here: FastAPI's generic encoder walks every nested value (2 ms at 100 leads).
-        return Response(json.dumps({"results": results}).encode(), media_type="application/json")
+        # Parsing and scoring are CPU work (JSON, numpy, DuckDB): off the event loop.
+        return answer(
+            await run_in_threadpool(on_demand_serving.answer_score, scorer, body, rid, MAX_BODY_BYTES), rid
+        )
 
-    @app.get("/model")
-    async def model() -> Any:
-        """The champion this api-server scores with, its features and band cut-offs."""
-        try:
-            return await run_in_threadpool(scorer.describe)
-        except on_demand.ScoringError as exc:
-            return error_response(exc)
+    @app.get(
+        "/model",
+        response_model=on_demand_schema.ModelInfo,
+        responses={status: errors[status] for status in (401, 403, 500, 503)},
+    )
+    async def model(request: Request) -> Any:
+        """The champion this api-server scores with, its features, band cut-offs and readiness."""
+        rid = on_demand_serving.request_id(request.headers)
+        return answer(await run_in_threadpool(on_demand_serving.answer_model, scorer, warm_up, rid), rid)
 
-    def warm_up() -> None:
-        # Load the champion and compile the feature SQL now, not inside the first request's
-        # latency; failures here are reported by the requests that need the missing part.
-        on_demand.warm_up(scorer)
-        # From now on the alias, the dbt project and the partitions are checked off the
-        # request path; a promotion reaches this server within MLSYS_ON_DEMAND_REFRESH_SECONDS.
-        scorer.start_refresher()
-        # What is loaded by now (Airflow, the model, the compiled SQL) lives as long as the
-        # server: out of the collector's generations, full collections inside a request no
-        # longer walk it (a one-lead request's p99 roughly halves here).
-        gc.freeze()
+    def openapi_document(server: str = URL_PREFIX) -> dict[str, Any]:
+        """This app's OpenAPI schema, with the request model's real constraints."""
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            servers=[{"url": server}],
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(on_demand_schema.openapi_components(scorer.settings.on_demand_max_leads))
+        return schema
 
-    threading.Thread(target=warm_up, name="mlsys-warm-up", daemon=True).start()
-    return app
+    app.openapi = openapi_document  # what app.openapi() returns, in tests too
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request) -> Any:
+        # Behind the login like every route here; `servers` is where this app is mounted.
+        return JSONResponse(openapi_document(request.scope.get("root_path") or URL_PREFIX))
+
+    health = FastAPI(
+        title="mlsys readiness", openapi_url=None, docs_url=None, redoc_url=None
+    )  # public: a probe, see the module doc
+
+    @health.get("/ready")
+    async def ready() -> Any:
+        status, body = warm_up.public_readiness()
+        return JSONResponse(body, status_code=status)
+
+    return app, health
 
 
 class MlsysScoringPlugin(AirflowPlugin):
     name = "mlsys_scoring"
-    fastapi_apps = [  # noqa: RUF012 - the attribute Airflow's plugin manager reads
-        {"app": LazyApp(build_app), "url_prefix": "/mlsys", "name": "mlsys on-demand scoring"},
-    ]
+
+    @property
+    def fastapi_apps(self) -> list[dict[str, Any]]:
+        # A property, not a list built at import: only a process that asks (the api-server)
+        # builds the apps. Airflow mounts them in this order.
+        app, health = build_apps()
+        return [
+            {"app": app, "url_prefix": URL_PREFIX, "name": "mlsys on-demand scoring"},
+            {"app": health, "url_prefix": HEALTH_PREFIX, "name": "mlsys readiness"},
+        ]

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,3 +90,13 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crm: Path
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("MLSYS_KEEP_TEST_HOME") != "1":
         shutil.rmtree(SESSION_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def score_openapi() -> dict[str, Any]:
+    """The OpenAPI document `GET /mlsys/openapi.json` serves, built in this process from the
+    plugin's own app (what the generators of the fuzz tests start from)."""
+    from plugins.mlsys_scoring import build_apps
+
+    app, _ = build_apps()
+    return dict(app.openapi())

@@ -20,6 +20,7 @@ import pytest
 from mlsys import on_demand, registry
 from mlsys.on_demand import RequestError
 from mlsys.settings import REPO_ROOT, Settings
+from tests.fuzz import REPRODUCTIONS, nested
 
 AS_OF = date(2026, 6, 1)
 HUGE = "x" * 1_000_000
@@ -35,7 +36,7 @@ def dagbag(airflow_db: dict[str, str]) -> Any:
     return bag
 
 
-def _dag_test(dagbag: Any, dag_id: str, conf: dict[str, Any], day: date = AS_OF) -> Any:
+def _dag_test(dagbag: Any, dag_id: str, conf: Any, day: date = AS_OF) -> Any:
     return dagbag.dags[dag_id].test(
         logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC), run_conf=conf
     )
@@ -57,8 +58,23 @@ def _states(run: Any) -> dict[str, str]:
         ("retrain", {"as_of": "2026-06-01 or 1=1"}, "as_of"),
         ("retrain", {"tune": SQL}, "tune"),
         ("retrain", {"estimator": ["logreg", "hgb"]}, "estimator"),
+        ("score_on_demand", {"leads": SQL}, "leads"),
+        ("score_on_demand", {"leads": ["42"]}, "leads"),
+        ("score_on_demand", {"leads": [{"lead_id": 1}], "as_of": "06/01/2026"}, "as_of"),
+        ("score_on_demand", {}, "leads"),
     ],
-    ids=["sql-date", "int-date", "huge-date", "sql-date-retrain", "sql-bool", "list-enum"],
+    ids=[
+        "sql-date",
+        "int-date",
+        "huge-date",
+        "sql-date-retrain",
+        "sql-bool",
+        "list-enum",
+        "on-demand-sql-leads",
+        "on-demand-leads-not-objects",
+        "on-demand-bad-as-of",
+        "on-demand-no-leads",
+    ],
 )
 def test_malformed_params_are_refused_when_the_run_is_created(
     dagbag: Any, published: Path, dag_id: str, conf: dict[str, Any], fragment: str
@@ -113,7 +129,7 @@ def _error_xcom(run: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("conf", "code"),
     [
-        ({"leads": SQL}, "invalid_request"),
+        ({"leads": [{"lead_id": 1}], "when": SQL}, "invalid_request"),
         ({"leads": [{"lead_id": "1 or 1=1"}]}, "invalid_lead"),
         ({"leads": [{"lead_id": i} for i in range(1, 1002)]}, "too_many_leads"),
         (
@@ -121,7 +137,7 @@ def _error_xcom(run: Any) -> dict[str, Any]:
             "invalid_lead",
         ),
     ],
-    ids=["sql-leads", "sql-lead-id", "oversized", "huge-string"],
+    ids=["sql-key", "sql-lead-id", "oversized", "huge-string"],
 )
 def test_on_demand_dag_refuses_bad_conf_at_once_with_a_structured_error(
     dagbag: Any, published: Path, conf: dict[str, Any], code: str
@@ -133,6 +149,100 @@ def test_on_demand_dag_refuses_bad_conf_at_once_with_a_structured_error(
     error = _error_xcom(run)
     assert error["error"] == code
     assert len(json.dumps(error)) < 10_000  # a huge input does not make a huge error
+
+
+def _on_demand_outcome(dagbag: Any, conf: Any) -> tuple[str, Any]:
+    """('refused', ParamValidationError) when Airflow refuses the conf at trigger time, else
+    ('failed', the task's XCom error) after asserting the one failed try, or ('success', run)."""
+    from airflow.sdk.exceptions import ParamValidationError
+
+    try:
+        run = _dag_test(dagbag, "score_on_demand", conf)
+    except ParamValidationError as exc:
+        return "refused", exc
+    states = _states(run)
+    if states == {"score": "success"}:
+        return "success", run
+    assert states == {"score": "failed"}, states
+    assert run.get_task_instances()[0].try_number == 1  # no retry: a request does not get better
+    return "failed", _error_xcom(run)
+
+
+@pytest.mark.parametrize(
+    "name", ["created_at-to-utc", "occurred_at-to-utc", "past-2^63", "past-2^53", "deep"]
+)
+def test_the_reproductions_fail_the_dag_once_with_their_error(
+    dagbag: Any, published: Path, name: str
+) -> None:
+    """The issue's four 500s, as DAG conf: one failed try, XCom `error` naming the field."""
+    reproductions = {
+        "created_at-to-utc": REPRODUCTIONS["created_at-overflows-to-utc"],
+        "occurred_at-to-utc": REPRODUCTIONS["occurred_at-overflows-to-utc"],
+        "past-2^63": REPRODUCTIONS["company_size-past-2^63"],
+        "past-2^53": REPRODUCTIONS["company_size-past-2^53"],
+        # 100 levels, far past the rules' 32. (Airflow's task runner cannot read a conf past
+        # about 200: pydantic's JSON recursion limit, before any mlsys code runs.)
+        "deep": ({"leads": [{"lead_id": 1, "industry": nested(100)}]}, None),
+    }
+    conf, path = reproductions[name]
+    outcome, error = _on_demand_outcome(dagbag, conf)
+    assert outcome == "failed"
+    if path is None:
+        assert error["error"] == "invalid_request" and "deeper than 32 levels" in error["message"]
+    else:
+        assert error["error"] == "invalid_lead"
+        assert [p["path"] for p in error["details"]["problems"]] == [path]
+
+
+def test_what_the_plugin_refuses_fails_the_dag_once_with_the_same_error(
+    dagbag: Any, published: Path, score_openapi: dict[str, Any]
+) -> None:
+    """The live fuzzer's generators drive the DAG's conf path through real `dag.test()` runs:
+    a request the plugin refuses is refused at trigger time (its shape) or fails the task once
+    with the plugin's error code in XCom `error`; never a retry, never another exception."""
+    from hypothesis import given
+
+    from mlsys import on_demand, on_demand_serving
+    from tests.fuzz import as_bytes, fuzz_settings, score_bodies
+
+    scorer = on_demand.get_scorer(cache_features=False)
+    seen: set[str] = set()
+
+    # Objects only: Airflow's trigger API takes `conf` as a JSON object (anything else is its 422).
+    @fuzz_settings(25)
+    @given(body=score_bodies(score_openapi, "negative").filter(lambda b: isinstance(b, dict)))
+    def check(body: Any) -> None:
+        status, answer = on_demand_serving.answer_score(scorer, as_bytes(body), "dag-fuzz")
+        refused = json.loads(answer)
+        assert 400 <= status < 500, refused
+        outcome, error = _on_demand_outcome(dagbag, body)
+        seen.add(outcome)
+        if outcome == "failed":
+            assert error["error"] == refused["error"], (error, refused)
+
+    check()
+    assert seen <= {"refused", "failed"} and seen, seen
+
+
+def test_an_unexpected_failure_in_the_dag_leaves_an_internal_error(
+    dagbag: Any, published: Path, settings: Settings
+) -> None:
+    """Not a bad request (a corrupt features file): XCom `error` = `internal` naming the run
+    whose task log has the traceback, and the task is retried, not failed for good."""
+    day = date(2026, 1, 7)
+    path = settings.lead_features_path(day)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"not parquet")
+    try:
+        run = _dag_test(dagbag, "score_on_demand", {"leads": [{"lead_id": 1}], "as_of": day.isoformat()})
+    finally:
+        path.unlink()
+    ti = run.get_task_instances()[0]
+    assert str(ti.state).rsplit(".", 1)[-1].lower() in ("up_for_retry", "failed")
+    assert ti.max_tries == 1  # the DAG's one retry is kept for what a retry may fix
+    error = _error_xcom(run)
+    assert error["error"] == "internal" and error["details"] == {"request_id": run.run_id}
+    assert "the task log" in error["message"]
 
 
 # -- on-demand requests: oversized, huge strings, SQL ---------------------------------------------------

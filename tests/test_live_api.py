@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import sqlite3
@@ -24,6 +25,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ import pytest
 
 from mlsys.settings import REPO_ROOT
 from mlsys_local.airflow_env import SIMPLE_AUTH_MANAGER
+from tests.fuzz import PAYLOAD, REPRODUCTIONS
 from tests.live import free_port, http
 
 pytestmark = pytest.mark.slow
@@ -59,7 +62,8 @@ class LiveStack:
         base_env: dict[str, str],
         *,
         template_db: Path | None = None,
-        unpause: tuple[str, ...] = ("score_on_demand",),
+        unpause: tuple[str, ...] = (),
+        dags: tuple[str, ...] = ("score_on_demand",),
         timeout: float = 300.0,
         bytecode_cache: bool = True,
     ) -> LiveStack:
@@ -67,6 +71,27 @@ class LiveStack:
         port = free_port()
         password = secrets.token_urlsafe(12)
         (home / "passwords.json").write_text(json.dumps({USER: password}))
+        env = cls.environment(home, port, base_env, bytecode_cache=bytecode_cache)
+        stack = cls(home, port, password, env)
+        try:
+            stack._init_db(template_db)
+            airflow = str(Path(sys.executable).with_name("airflow"))
+            stack._spawn("api-server", [airflow, "api-server", "--port", str(port), "--workers", "1"])
+            stack._spawn("scheduler", [airflow, "scheduler", "--skip-serve-logs"])
+            stack._spawn("dag-processor", [airflow, "dag-processor"])
+            stack._wait_ready(unpause, dags, timeout)
+        except BaseException:
+            stack.stop()
+            raise
+        return stack
+
+    @staticmethod
+    def environment(
+        home: Path, port: int, base_env: dict[str, str], *, bytecode_cache: bool = True
+    ) -> dict[str, str]:
+        """The environment of every component: SQLite in `home`, simple auth with the user of
+        `home/passwords.json`, this port (benchmarks/bench_first_request.py starts the
+        api-server alone with it)."""
         env = {
             **base_env,
             "AIRFLOW_HOME": str(home),
@@ -96,18 +121,7 @@ class LiveStack:
             # (kept in this home, not in the venv) makes every run after the first faster.
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env["PYTHONPYCACHEPREFIX"] = str(home / "pycache")
-        stack = cls(home, port, password, env)
-        try:
-            stack._init_db(template_db)
-            airflow = str(Path(sys.executable).with_name("airflow"))
-            stack._spawn("api-server", [airflow, "api-server", "--port", str(port), "--workers", "1"])
-            stack._spawn("scheduler", [airflow, "scheduler", "--skip-serve-logs"])
-            stack._spawn("dag-processor", [airflow, "dag-processor"])
-            stack._wait_ready(unpause, timeout)
-        except BaseException:
-            stack.stop()
-            raise
-        return stack
+        return env
 
     def _init_db(self, template_db: Path | None) -> None:
         target = self.home / "airflow.db"
@@ -145,10 +159,12 @@ class LiveStack:
             raise RuntimeError(f"POST /auth/token -> {status}: {body}")
         return str(body["access_token"])
 
-    def _wait_ready(self, unpause: tuple[str, ...], timeout: float) -> None:
+    def _wait_ready(self, unpause: tuple[str, ...], dags: tuple[str, ...], timeout: float) -> None:
+        """Until the scheduler is healthy, `dags` are parsed (`unpause` unpaused too) and the
+        plugin says it is warmed up (`GET /mlsys-health/ready`)."""
         deadline = time.monotonic() + timeout
         token = None
-        pending = list(unpause)
+        pending = [*dags, *unpause]
         while True:
             self._check_alive()
             if time.monotonic() > deadline:
@@ -167,10 +183,13 @@ class LiveStack:
                 continue
             token = token or self.token()
             for dag_id in list(pending):
-                status, _ = http("PATCH", f"{self.url}/api/v2/dags/{dag_id}", {"is_paused": False}, token)
+                if dag_id in unpause:
+                    status, _ = http("PATCH", f"{self.url}/api/v2/dags/{dag_id}", {"is_paused": False}, token)
+                else:
+                    status, _ = http("GET", f"{self.url}/api/v2/dags/{dag_id}", token=token)
                 if status == 200:
                     pending.remove(dag_id)
-            if not pending:
+            if not pending and http("GET", f"{self.url}/mlsys-health/ready")[0] == 200:
                 return
             time.sleep(0.5)
 
@@ -334,3 +353,159 @@ def test_cli_against_the_api(
     monkeypatch.setenv("MLSYS_API_PASSWORD", "wrong")
     assert main(["score", "--api", stack.url, "--sync", "--lead-id", "1"]) == 1
     assert "/auth/token" in capsys.readouterr().err
+
+
+# -- no input gets a 500; ready when it says so ----------------------------------------------------
+
+
+def _post_raw(stack: LiveStack, token: str | None, body: bytes, headers: dict[str, str] | None = None) -> Any:
+    request = urllib.request.Request(
+        f"{stack.url}/mlsys/score",
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            **({"Authorization": f"Bearer {token}"} if token else {}),
+            **(headers or {}),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), json.loads(exc.read())
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "path"),
+    [
+        *((conf, "invalid_lead", path) for conf, path in REPRODUCTIONS.values()),
+        (b"[" * 100_000 + b"]" * 100_000, "invalid_json", None),
+        ({"leads": [{**PAYLOAD, "industry": "\ud800"}]}, "invalid_lead", "leads[0].industry"),
+        (b'{"leads": [{"lead_id": NaN}]}', "invalid_json", None),
+    ],
+    ids=[*REPRODUCTIONS, "nested-100000", "surrogate", "nan"],
+)
+def test_the_reproductions_answer_400_with_their_path(
+    stack: LiveStack, api: Any, body: Any, code: str, path: str | None
+) -> None:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    status, _, answer = _post_raw(stack, api.token(), raw)
+    assert (status, answer["error"]) == (400, code), answer
+    assert set(answer) == {"error", "message", "details"}
+    if path is not None:
+        assert [p["path"] for p in answer["details"]["problems"]] == [path]
+
+
+def test_an_unexpected_failure_answers_json_with_a_request_id_in_the_log(
+    stack: LiveStack, api: Any, settings: Any
+) -> None:
+    """A corrupt lead_features file (nothing a request can fix): 500 `internal`, JSON, the
+    caller's X-Request-ID echoed and on the traceback in the api-server log."""
+    day = date(2026, 1, 5)
+    path = settings.lead_features_path(day)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"PAR1 this is not parquet")
+    try:
+        body = json.dumps({"leads": [{"lead_id": 1}], "as_of": day.isoformat()}).encode()
+        status, headers, answer = _post_raw(stack, api.token(), body, {"X-Request-ID": "fuzz-500-probe"})
+    finally:
+        path.unlink()
+    assert status == 500 and answer["error"] == "internal"
+    assert (
+        answer["details"] == {"request_id": "fuzz-500-probe"} and headers["x-request-id"] == "fuzz-500-probe"
+    )
+    log = (stack.home / "api-server.log").read_text(errors="replace")
+    assert "request_id=fuzz-500-probe" in log and "Traceback" in log
+
+
+def test_the_plugin_survives_schema_fuzzing(stack: LiveStack, api: Any) -> None:
+    """schemathesis, from the schema the plugin publishes, against this api-server: every
+    phase, no 5xx, every status/body as documented, every schema violation refused."""
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "--config-file",
+        str(REPO_ROOT / "tests" / "schemathesis.toml"),
+        "--no-color",
+        "run",
+        "-H",
+        f"Authorization: Bearer {api.token()}",
+        f"{stack.url}/mlsys/openapi.json",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, cwd=stack.home)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    generated = re.search(r"(\d+) generated, (\d+) passed", output)
+    assert generated and int(generated.group(1)) >= 150 and generated.group(1) == generated.group(2), output[
+        -3000:
+    ]
+
+
+def test_the_schema_is_published_behind_the_login(stack: LiveStack, api: Any) -> None:
+    assert http("GET", f"{stack.url}/mlsys/openapi.json")[0] == 401
+    status, schema = http("GET", f"{stack.url}/mlsys/openapi.json", token=api.token())
+    assert status == 200 and schema["servers"] == [{"url": "/mlsys"}]
+    request = schema["components"]["schemas"]["ScoreRequest"]
+    assert request["properties"]["leads"]["maxItems"] == 100 and request["additionalProperties"] is False
+    payload = schema["components"]["schemas"]["LeadPayload"]["properties"]
+    assert payload["company_size"]["anyOf"][0]["maximum"] == 2**53
+    # FastAPI's own docs routes are off: they would bypass the app's login.
+    assert http("GET", f"{stack.url}/mlsys/docs", token=api.token())[0] == 404
+
+
+def test_ready_from_the_start(stack: LiveStack, api: Any) -> None:
+    """The probe is public and says only whether the warm-up is done and a champion loaded;
+    the champion was loaded at start-up, not by a request."""
+    status, probe = http("GET", f"{stack.url}/mlsys-health/ready")
+    assert (status, probe) == (200, {"status": "ready", "champion_loaded": True})
+    readiness = api.model()["readiness"]
+    assert set(readiness["steps"].values()) == {"ready"}
+    assert set(readiness["steps"]) == {"champion", "feature_sql", "published_features", "probe"}
+    assert readiness["warm_up_seconds"] is not None
+    log = (stack.home / "api-server.log").read_text(errors="replace")
+    assert "on-demand scorer warmed up" in log
+
+
+def test_score_on_demand_is_created_unpaused(stack: LiveStack, api: Any) -> None:
+    """The stack's Airflow pauses new DAGs (DAGS_ARE_PAUSED_AT_CREATION) and nobody unpaused
+    this one: it runs when triggered because the DAG says so."""
+    status, dag = http("GET", f"{stack.url}/api/v2/dags/score_on_demand", token=api.token())
+    assert status == 200 and dag["is_paused"] is False
+
+
+def test_a_paused_dag_is_reported_at_once_with_the_unpause_call(
+    stack: LiveStack, api: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlsys.cli import main
+    from mlsys.client import ClientError
+
+    url = f"{stack.url}/api/v2/dags/score_on_demand"
+    assert http("PATCH", url, {"is_paused": True}, api.token())[0] == 200
+    try:
+        start = time.monotonic()
+        with pytest.raises(ClientError) as excinfo:
+            api.score([{"lead_id": 1}])
+        assert time.monotonic() - start < 5
+        assert excinfo.value.code == "dag_paused"
+        assert 'PATCH /api/v2/dags/score_on_demand with {"is_paused": false}' in str(excinfo.value)
+        monkeypatch.setenv("MLSYS_API_USER", USER)
+        monkeypatch.setenv("MLSYS_API_PASSWORD", stack.password)
+        assert main(["score", "--api", stack.url, "--lead-id", "1"]) == 1
+        assert "score_on_demand DAG is paused" in capsys.readouterr().err
+    finally:
+        assert http("PATCH", url, {"is_paused": False}, api.token())[0] == 200
+
+
+def test_the_compose_healthcheck_waits_for_the_scorer(stack: LiveStack) -> None:
+    """docker-compose.yaml's api-server healthcheck, run as written against this api-server
+    (its port instead of the container's 8080): it asks the readiness probe and passes."""
+    import yaml
+
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
+    command = compose["services"]["airflow-apiserver"]["healthcheck"]["test"]
+    assert command[:3] == ["CMD", "python", "-c"] and "/mlsys-health/ready" in command[3]
+    code = command[3].replace("localhost:8080", f"127.0.0.1:{stack.port}")
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr

@@ -260,15 +260,27 @@ def _registry_copy(settings: Settings, folder: Path) -> Settings:
 
 
 def test_no_champion_is_unavailable(published: Path, settings: Settings, tmp_path: Path) -> None:
+    """503 at once; and a server's warm-up finishes anyway and says ready without a champion,
+    so a healthcheck waiting for it cannot block the stack that would train the first one."""
+    from mlsys.on_demand_serving import WarmUp
+
     copy = _registry_copy(settings, tmp_path)
     registry.client(copy).delete_registered_model_alias(copy.model_name, registry.CHAMPION)
+    scorer = on_demand.Scorer(copy)
     try:
         with pytest.raises(on_demand.UnavailableError) as excinfo:
-            on_demand.Scorer(copy).score({"leads": [{"lead_id": 1}]})
+            scorer.score({"leads": [{"lead_id": 1}]})
+        warm_up = WarmUp(scorer, payloads=False, freeze_gc=False)
+        assert warm_up.public_readiness() == (503, {"status": "loading", "champion_loaded": False})
+        warm_up.start()
+        assert warm_up.wait(120)
     finally:
+        scorer.stop_refresher()
         registry.configure(settings)  # MLflow's global tracking URI back to the session's store
     assert (excinfo.value.code, excinfo.value.status) == ("no_champion", 503)
     assert "retrain" in excinfo.value.message
+    assert warm_up.public_readiness() == (200, {"status": "ready", "champion_loaded": False})
+    assert warm_up.readiness()["steps"]["champion"].startswith("no_champion:")
 
 
 def test_champion_reloads_when_the_alias_moves(

@@ -431,34 +431,88 @@ def test_score_leads_page_shows_its_tasks_and_the_demo_run(local: Launched, brow
     browser.screenshot("ui-score_leads-runs")
 
 
+def trigger_dialog_text(browser: Browser) -> str:
+    # Popovers are dialogs too (the grid's options): take the trigger form's.
+    return str(
+        browser.script(
+            "const d = Array.from(document.querySelectorAll('[role=dialog]'))"
+            ".find(e => e.innerText.includes('Trigger Dag'));"
+            "return d ? d.innerText : ''"
+        )
+    )
+
+
+def close_trigger_dialog(browser: Browser) -> None:
+    close = browser.script(
+        "return Array.from(document.querySelectorAll('[role=dialog]'))"
+        ".find(e => e.innerText.includes('Trigger Dag')).querySelector('button[aria-label=Close]')"
+    )
+    browser.click(close[ELEMENT])
+
+
 def test_retrain_trigger_form_shows_force_and_tune(local: Launched, browser: Browser) -> None:
     runs_before = api(local, "/api/v2/dags/retrain/dagRuns")["total_entries"]
     browser.get(f"{local.url}/dags/retrain")
     browser.click(browser.button("Trigger"))
-
-    def dialog_text() -> str:
-        # Popovers are dialogs too (the grid's options): take the trigger form's.
-        return str(
-            browser.script(
-                "const d = Array.from(document.querySelectorAll('[role=dialog]'))"
-                ".find(e => e.innerText.includes('Trigger Dag'));"
-                "return d ? d.innerText : ''"
-            )
-        )
-
-    text = wait_for("the trigger form with its params", lambda: (t := dialog_text()) and "tune" in t and t)
+    text = wait_for(
+        "the trigger form with its params", lambda: (t := trigger_dialog_text(browser)) and "tune" in t and t
+    )
     assert "Trigger Dag - retrain" in text
     assert re.search(r"^force\b", text, re.MULTILINE), text
     assert re.search(r"^tune\b", text, re.MULTILINE), text
     assert "Train even without drift" in text
     browser.screenshot("ui-retrain-trigger")
     # Closed, never submitted: a retrain run here would change the session's champion.
-    close = browser.script(
-        "return Array.from(document.querySelectorAll('[role=dialog]'))"
-        ".find(e => e.innerText.includes('Trigger Dag')).querySelector('button[aria-label=Close]')"
-    )
-    browser.click(close[ELEMENT])
+    close_trigger_dialog(browser)
     assert api(local, "/api/v2/dags/retrain/dagRuns")["total_entries"] == runs_before
+
+
+def test_score_on_demand_trigger_form_shows_leads_and_as_of(local: Launched, browser: Browser) -> None:
+    browser.get(f"{local.url}/dags/score_on_demand")
+    browser.click(browser.button("Trigger"))
+    text = wait_for(
+        "the score_on_demand trigger form",
+        lambda: (t := trigger_dialog_text(browser)) and "leads" in t and "as_of" in t and t,
+    )
+    assert "Trigger Dag - score_on_demand" in text
+    assert re.search(r"^leads\b", text, re.MULTILINE), text
+    assert re.search(r"^as_of\b", text, re.MULTILINE), text
+    assert "Up to 100 leads" in text
+    browser.screenshot("ui-score_on_demand-trigger")
+    close_trigger_dialog(browser)
+
+
+def doc_block(path: Path, heading: str) -> str:
+    """The first ```bash block under `heading` in a Markdown file, as written."""
+    text = path.read_text()
+    section = text[text.index(f"\n{heading}\n") :]
+    match = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
+    assert match, f"no bash block under {heading} in {path}"
+    return match.group(1)
+
+
+def test_the_documented_rest_sequence_returns_a_result(local: Launched) -> None:
+    """docs/on-demand.md's curl lines, run as written by bash on this `make airflow`, whose
+    Airflow pauses new DAGs: score_on_demand was created unpaused, so the DAG run ends
+    instead of staying queued, and both doors return a score (AIRFLOW_PORT set, as a user
+    who started `AIRFLOW_PORT=... make airflow` would have it)."""
+    assert api(local, "/api/v2/dags/score_on_demand")["is_paused"] is False
+    script = doc_block(REPO_ROOT / "docs" / "on-demand.md", "## Over REST")
+    port = local.url.rsplit(":", 1)[1]
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=REPO_ROOT,
+        env={**os.environ, "AIRFLOW_PORT": port},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    sync, rest = done.stdout.split("\nsuccess\n")
+    assert json.loads(sync)["results"][0]["lead_id"] == 42
+    (result,) = json.loads(rest)
+    assert result["lead_id"] == 42 and 0.0 <= result["score"] <= 1.0
 
 
 def test_docs_are_linked_from_the_ui(local: Launched, browser: Browser) -> None:
