@@ -81,19 +81,18 @@ def _add_on_demand_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user", default=None, help="API user (default $MLSYS_API_USER; $MLSYS_API_PASSWORD)")
 
 
-def _on_demand_request(args: argparse.Namespace, max_leads: int) -> dict[str, Any]:
+def _on_demand_request(args: argparse.Namespace, max_leads: int, max_bytes: int) -> dict[str, Any]:
     """The request of `--lead-id`/`--payload`/`--as-of`, checked by the rules every door
-    applies (mlsys.input_rules, mlsys.on_demand_request) before anything is sent or scored."""
-    from mlsys import input_rules, on_demand_request
+    applies (mlsys.input_rules, mlsys.on_demand.request) before anything is sent or scored."""
+    from mlsys import input_rules
+    from mlsys.on_demand import request as on_demand_request
 
     leads: list[Any] = [{"lead_id": i} for i in args.lead_id]
     as_of = args.as_of.isoformat() if args.as_of else None
     if args.payload:
         try:
             data = args.payload.read_bytes()
-            loaded = input_rules.decode_json(
-                data, max_bytes=on_demand_request.MAX_BODY_BYTES, what=f"--payload {args.payload}"
-            )
+            loaded = input_rules.decode_json(data, max_bytes=max_bytes, what=f"--payload {args.payload}")
         except OSError as exc:
             raise ValueError(f"cannot read --payload {args.payload}: {exc.strerror or exc}") from None
         except input_rules.InvalidJSON as exc:
@@ -125,7 +124,11 @@ def _score_on_demand(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     try:
         # Through --api the server applies its own lead limit (its MLSYS_ON_DEMAND_MAX_LEADS).
-        request = _on_demand_request(args, sys.maxsize if args.api else settings.on_demand_max_leads)
+        request = _on_demand_request(
+            args,
+            sys.maxsize if args.api else settings.on_demand_max_leads,
+            settings.on_demand_max_body_bytes,
+        )
         if args.api:
             api = client.Client(
                 args.api,

@@ -322,8 +322,8 @@ def retrain(
     decision = decide_retrain(as_of, force=force, scheduled=False, settings=settings)
     if not decision.train:
         return decision, None
-    assert decision.trigger is not None
-    return decision, train_challenger(as_of, settings=settings, trigger=decision.trigger, **training)
+    trigger = decision.trigger or FORCED  # decide_retrain names one whenever it trains
+    return decision, train_challenger(as_of, settings=settings, trigger=trigger, **training)
 
 
 class OutputWriteError(OSError):

@@ -48,6 +48,10 @@ def build_app() -> Any:
         title="mlsys docs",
         description="dbt docs and GX Data Docs of this MLSYS_HOME",
         dependencies=[Depends(requires_authenticated())],
+        # FastAPI's own schema and docs routes skip the app's dependencies: they would be public.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
 
     def serve(site: str, path: str) -> Any:

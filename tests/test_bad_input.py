@@ -202,10 +202,11 @@ def test_what_the_plugin_refuses_fails_the_dag_once_with_the_same_error(
     with the plugin's error code in XCom `error`; never a retry, never another exception."""
     from hypothesis import given
 
-    from mlsys import on_demand, on_demand_serving
+    from mlsys import on_demand
+    from mlsys.on_demand import serving as on_demand_serving
     from tests.fuzz import as_bytes, fuzz_settings, score_bodies
 
-    scorer = on_demand.get_scorer(cache_features=False)
+    scorer = on_demand.Scorer(Settings.from_env(), cache_features=False)
     seen: set[str] = set()
 
     # Objects only: Airflow's trigger API takes `conf` as a JSON object (anything else is its 422).

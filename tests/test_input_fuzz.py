@@ -23,8 +23,10 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from mlsys import input_rules, on_demand_serving
-from mlsys.on_demand_request import RequestError, ScoringError, decode_body, parse_request
+from mlsys import input_rules
+from mlsys.on_demand import serving as on_demand_serving
+from mlsys.on_demand.request import RequestError, ScoringError, decode_body, parse_request
+from mlsys.settings import Settings
 from tests.fuzz import (
     EDGE_VALUES,
     JSON_VALUES,
@@ -172,7 +174,7 @@ def test_what_the_schema_allows_the_parser_accepts(score_openapi: dict[str, Any]
 def scorer(published: Path) -> Any:
     from mlsys import on_demand
 
-    return on_demand.Scorer()
+    return on_demand.Scorer(Settings.from_env())
 
 
 def test_the_scorer_answers_or_refuses_every_request(scorer: Any) -> None:

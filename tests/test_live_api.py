@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from mlsys.settings import REPO_ROOT
+from mlsys.settings import REPO_ROOT, Settings
 from mlsys_local.airflow_env import SIMPLE_AUTH_MANAGER
 from tests.fuzz import PAYLOAD, REPRODUCTIONS
 from tests.live import free_port, http
@@ -245,7 +245,7 @@ def expected(published: Path, lead_ids: list[int]) -> list[dict[str, Any]]:
     """The same request scored in this process with the current champion."""
     from mlsys import on_demand
 
-    return on_demand.Scorer().score({"leads": [{"lead_id": i} for i in lead_ids]})
+    return on_demand.Scorer(Settings.from_env()).score({"leads": [{"lead_id": i} for i in lead_ids]})
 
 
 # -- tests ------------------------------------------------------------------------------------

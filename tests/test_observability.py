@@ -428,8 +428,7 @@ def received(published: Path, settings: Settings) -> Iterator[Received]:
         ids = [
             int(r[0]) for r in duckdb.sql(f"select lead_id from read_parquet('{path}') limit 3").fetchall()
         ]
-        # A scorer of its own: get_scorer() keeps one per process whose settings (the StatsD
-        # port among them) are those of its first call, maybe an earlier test's.
+        # A scorer of its own, sending to this test's StatsD listener.
         scorer = on_demand.Scorer(dataclasses.replace(settings, statsd_port=ondemand.port))
         result = scorer.score({"leads": [{"lead_id": i} for i in ids]})
         assert [r["lead_id"] for r in result] == ids

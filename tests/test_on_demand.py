@@ -262,7 +262,7 @@ def _registry_copy(settings: Settings, folder: Path) -> Settings:
 def test_no_champion_is_unavailable(published: Path, settings: Settings, tmp_path: Path) -> None:
     """503 at once; and a server's warm-up finishes anyway and says ready without a champion,
     so a healthcheck waiting for it cannot block the stack that would train the first one."""
-    from mlsys.on_demand_serving import WarmUp
+    from mlsys.on_demand.serving import WarmUp
 
     copy = _registry_copy(settings, tmp_path)
     registry.client(copy).delete_registered_model_alias(copy.model_name, registry.CHAMPION)

@@ -137,6 +137,10 @@ def test_every_plugin_app_requires_authentication() -> None:
             assert "requires_authenticated" in text or "requires_on_demand_access" in text, (
                 f"{path.name}: no authentication"
             )
+            # FastAPI's own schema and docs routes skip the app's dependencies: off, or public.
+            for route in ("openapi_url", "docs_url", "redoc_url"):
+                value = next((k.value for k in call.keywords if k.arg == route), None)
+                assert isinstance(value, ast.Constant) and value.value is None, f"{path.name}: {route}"
     # Scoring is a permission (the right to trigger score_on_demand), not only a login; the
     # live 401/403/200 per role: tests/test_postgres_celery.py::test_roles_on_a_live_api_server.
     scoring = (REPO_ROOT / "plugins" / "mlsys_scoring.py").read_text()

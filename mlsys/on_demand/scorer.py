@@ -1,58 +1,12 @@
-"""On-demand scoring: a few leads now, with the champion and the nightly feature SQL.
-
-Two front doors share one scorer (:class:`Scorer`): the ``score_on_demand`` DAG (REST
-trigger, result in the task's XCom ``return_value``) and ``POST /mlsys/score`` on the Airflow
-api-server (``plugins/mlsys_scoring.py``), which answers synchronously.
-
-A request (the DAG run's ``conf``, or the POST body)::
-
-    {"leads": [{"lead_id": 42}, {<lead payload>}, ...], "as_of": "2026-06-01"}
-
-* ``{"lead_id": 42}`` is looked up in published features: the lead_features file of
-  ``as_of``; without ``as_of``, of the newest published scored partition (features the GX
-  gate passed). Its score equals that partition's score for the same champion.
-* A lead payload carries the lead's attributes and its activities in the raw landing
-  contract's fields (docs/contracts.md)::
-
-      {"lead_id": 42, "created_at": "2026-05-20T09:30:00Z", "source": "web",
-       "industry": "software", "country": "DE", "company_size": 120, "job_level": "manager",
-       "activities": [{"occurred_at": "2026-05-28T10:00:00Z", "activity_type": "pricing_page_view"}]}
-
-  Its features come from the compiled SQL of the dbt project, the same text the nightly
-  ``dbt build`` runs, executed in an in-memory DuckDB whose raw sources are tables built from
-  the payload. Without ``as_of`` a payload is scored as of tomorrow (UTC): the cut-off of the
-  next nightly run, the first one whose features include everything that happened today
-  (features as of D use only rows before D). So a lead created an hour ago gets a score, and
-  it is the score tonight's run will give it unless more happens today.
-
-Every result is ``{lead_id, score, score_band, top_reasons, model_name, model_version,
-as_of}`` in request order. A bad request raises :class:`RequestError` (requests are parsed
-by :mod:`mlsys.on_demand_request`; the doors' shared code is :mod:`mlsys.on_demand_serving`), a
-scorer that cannot serve yet (no champion, no published features) :class:`UnavailableError`;
-both carry a code, a message and details that ``to_dict()`` / ``str()`` render as JSON.
-
-Why not run dbt per request: dbt's start-up alone is about 4.5 s. The project is compiled
-once per version of its files (``dbt compile`` in a subprocess, cached on disk under
-``$MLSYS_HOME/dbt/on_demand/``), with ``var('as_of')`` set to a sentinel date that the scorer
-replaces by the request's date. Compiling twice with two sentinels and comparing proves that
-``as_of`` reaches the SQL only as that literal; otherwise the scorer refuses payloads rather
-than compute features that differ from the nightly ones.
-"""
+"""The scorer behind both on-demand doors: the champion, the feature SQL and the published
+features kept hot, each refreshed when the registry alias, the dbt project or the published
+partitions change (see the package's doc for what a request is)."""
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import json
 import logging
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -63,15 +17,12 @@ import numpy as np
 
 from mlsys import metrics, registry
 from mlsys.champion import Champion
-from mlsys.on_demand_request import (  # noqa: F401 - re-exported: the scorer's public names
+from mlsys.on_demand.feature_sql import FeatureSQL, load_feature_sql, project_hash
+from mlsys.on_demand.request import (
     LEAD_FIELDS,
-    MAX_ACTIVITIES_PER_LEAD,
-    MAX_LEADS_PER_REQUEST,
-    MAX_TEXT_LENGTH,
     LeadPayload,
     LeadRef,
     RequestError,
-    ScoreRequest,
     ScoringError,
     UnavailableError,
     parse_request,
@@ -79,201 +30,6 @@ from mlsys.on_demand_request import (  # noqa: F401 - re-exported: the scorer's 
 from mlsys.settings import Settings
 
 log = logging.getLogger(__name__)
-
-FEATURES_MART = "lead_features"
-
-
-# --------------------------------------------------------------------------------------------
-# Feature SQL: compiled once per version of the dbt project
-# --------------------------------------------------------------------------------------------
-
-SQL_FORMAT = 1
-SENTINELS = ("1111-11-11", "1222-02-22")
-# dbt renders sources under this made-up data dir; the scorer swaps them for payload tables.
-_SENTINEL_DATA_DIR = "/__mlsys_on_demand__/data"
-_PROJECT_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".py"}
-_SKIP_DIRS = {"target", "logs", "dbt_packages", "dbt_modules", ".venv"}
-
-
-@dataclass(frozen=True)
-class FeatureSQL:
-    """The lead_features query for in-memory payload tables, `as_of` still a sentinel."""
-
-    project_hash: str
-    sql: str
-    sources: dict[str, str]  # raw table name -> relation the caller registers
-
-    def render(self, as_of: date) -> str:
-        return self.sql.replace(f"'{SENTINELS[0]}'", f"'{as_of.isoformat()}'")
-
-
-def project_hash(settings: Settings) -> str:
-    """Hash of the dbt project's files and of the vars the nightly run passes."""
-    digest = hashlib.sha256(f"format={SQL_FORMAT}\n".encode())
-    root = settings.dbt_project_dir
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if (rel.parts and rel.parts[0] in _SKIP_DIRS) or path.suffix not in _PROJECT_SUFFIXES:
-            continue
-        if path.is_file():
-            digest.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
-    digest.update(json.dumps(_dbt_vars(settings, SENTINELS[0]), sort_keys=True).encode())
-    digest.update(os.environ.get("MLSYS_DBT_TARGET", "dev").encode())
-    return digest.hexdigest()[:16]
-
-
-def _dbt_vars(settings: Settings, as_of: str) -> dict[str, Any]:
-    # The vars features.build passes, so the compiled text is what the nightly run executes.
-    return {"as_of": as_of, "horizon_days": settings.horizon_days, "snapshot_weeks": settings.snapshot_weeks}
-
-
-def _sql_cache_dir(settings: Settings) -> Path:
-    return settings.home / "dbt" / "on_demand"
-
-
-def _dbt_executable() -> str:
-    local = Path(sys.executable).with_name("dbt")
-    found = str(local) if local.exists() else shutil.which("dbt")
-    if not found:
-        raise UnavailableError("feature_sql", "the dbt executable is not installed next to this Python")
-    return found
-
-
-def _compile_manifest(settings: Settings, sentinel: str, workdir: Path) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        # A scratch in-memory profile and a data dir that does not exist: compiling must not
-        # touch (or wait for the lock of) the nightly warehouse file.
-        "MLSYS_WAREHOUSE": ":memory:",
-        "MLSYS_DATA_DIR": _SENTINEL_DATA_DIR,
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
-    target = workdir / f"target-{sentinel}"
-    args = [
-        _dbt_executable(),
-        "compile",
-        "--quiet",
-        "--no-partial-parse",
-        "--project-dir",
-        str(settings.dbt_project_dir),
-        "--profiles-dir",
-        str(settings.dbt_project_dir),
-        "--target-path",
-        str(target),
-        "--log-path",
-        str(workdir / "logs"),
-        "--select",
-        f"+{FEATURES_MART}",
-        "--vars",
-        json.dumps(_dbt_vars(settings, sentinel)),
-    ]
-    try:
-        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)  # noqa: S603 - the venv's dbt, fixed arguments, no shell
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise UnavailableError("feature_sql", f"dbt compile of lead_features could not run: {exc}") from exc
-    if done.returncode != 0:
-        tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
-        raise UnavailableError("feature_sql", "dbt compile of lead_features failed", {"dbt": tail})
-    return dict(json.loads((target / "manifest.json").read_text()))
-
-
-def _assemble(manifest: dict[str, Any]) -> tuple[str, dict[str, str]]:
-    """One self-contained query: upstream models as CTEs, raw sources as payload relations."""
-    nodes, sources = manifest["nodes"], manifest["sources"]
-    roots = [k for k, n in nodes.items() if n["resource_type"] == "model" and n["name"] == FEATURES_MART]
-    if not roots:
-        raise UnavailableError("feature_sql", f"model {FEATURES_MART} is not in the dbt project")
-    order: list[str] = []
-
-    def visit(unique_id: str) -> None:
-        if unique_id in order:
-            return
-        node = nodes.get(unique_id) or sources[unique_id]
-        for parent in node.get("depends_on", {}).get("nodes", []):
-            visit(parent)
-        order.append(unique_id)
-
-    visit(roots[0])
-    replacements: dict[str, str] = {}
-    tables: dict[str, str] = {}
-    for unique_id in order:
-        if unique_id in sources:
-            name = sources[unique_id]["name"]
-            tables[name] = f"__mlsys_raw_{name}"
-            replacements[sources[unique_id]["relation_name"]] = tables[name]
-        elif nodes[unique_id]["config"]["materialized"] != "ephemeral" and unique_id != roots[0]:
-            replacements[nodes[unique_id]["relation_name"]] = f"__mlsys_ref_{nodes[unique_id]['name']}"
-    unsupported = sorted(set(tables) - {"leads", "activities"})
-    if unsupported:
-        raise UnavailableError(
-            "feature_sql",
-            f"{FEATURES_MART} reads source(s) {', '.join(unsupported)} that a payload does not carry",
-        )
-
-    def substitute(code: str) -> str:
-        for relation in sorted(replacements, key=len, reverse=True):
-            code = code.replace(relation, replacements[relation])
-        return code
-
-    ctes = []
-    for unique_id in order:
-        node = nodes.get(unique_id)
-        if node is None or unique_id == roots[0] or node["config"]["materialized"] == "ephemeral":
-            continue
-        ctes.append(f"{replacements[node['relation_name']]} as (\n{substitute(node['compiled_code'])}\n)")
-    body = substitute(nodes[roots[0]]["compiled_code"])
-    sql = ("with " + ",\n".join(ctes) + "\n" if ctes else "") + f"select * from (\n{body}\n) as features"  # noqa: S608 - dbt's compiled SQL, the nightly text
-    leftovers = [r for r in ("read_parquet(", _SENTINEL_DATA_DIR, '"memory".') if r in sql]
-    if leftovers:
-        raise UnavailableError(
-            "feature_sql",
-            f"the compiled {FEATURES_MART} SQL still reads {leftovers}: cannot run it on a payload",
-        )
-    return sql, tables
-
-
-def compile_feature_sql(settings: Settings) -> FeatureSQL:
-    """`dbt compile` the lead_features lineage (twice, in parallel) into a FeatureSQL."""
-    digest = project_hash(settings)
-    start = perf_counter()
-    with tempfile.TemporaryDirectory(prefix="mlsys-dbt-compile-") as tmp, ThreadPoolExecutor(2) as pool:
-        manifests = list(pool.map(lambda s: _compile_manifest(settings, s, Path(tmp)), SENTINELS))
-    (sql_a, tables), (sql_b, _) = (_assemble(m) for m in manifests)
-    if sql_a.count(f"'{SENTINELS[0]}'") == 0 or sql_a.replace(SENTINELS[0], SENTINELS[1]) != sql_b:
-        # as_of reached the SQL in another form (date arithmetic in Jinja, a formatted
-        # string): substituting the literal would compute features unlike the nightly ones.
-        raise UnavailableError(
-            "feature_sql",
-            f"{FEATURES_MART} uses var('as_of') other than as a date literal; on-demand payloads "
-            "cannot reuse its compiled SQL",
-        )
-    log.info("compiled %s for on-demand payloads in %.1fs", FEATURES_MART, perf_counter() - start)
-    return FeatureSQL(digest, sql_a, tables)
-
-
-def load_feature_sql(settings: Settings) -> FeatureSQL:
-    """The cached FeatureSQL of the current project files, compiling it when missing."""
-    digest = project_hash(settings)
-    cache_dir = _sql_cache_dir(settings)
-    path = cache_dir / f"{FEATURES_MART}-{digest}.json"
-    if not path.exists():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        # One compile per machine even when several api-server workers ask at once.
-        with open(cache_dir / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                if not path.exists():
-                    compiled = compile_feature_sql(settings)
-                    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                    tmp.write_text(
-                        json.dumps({"format": SQL_FORMAT, "sql": compiled.sql, "sources": compiled.sources})
-                    )
-                    os.replace(tmp, path)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-    raw = json.loads(path.read_text())
-    return FeatureSQL(digest, raw["sql"], dict(raw["sources"]))
-
 
 # --------------------------------------------------------------------------------------------
 # Published features (lead_id items)
@@ -343,13 +99,13 @@ class Scorer:
 
     def __init__(
         self,
-        settings: Settings | None = None,
+        settings: Settings,
         *,
         refresh_seconds: float | None = None,
         cache_features: bool = True,
         model_version: str | None = None,
     ) -> None:
-        self.settings = settings or Settings.from_env()
+        self.settings = settings
         self.refresh_seconds = (
             self.settings.on_demand_refresh_seconds if refresh_seconds is None else refresh_seconds
         )
@@ -369,23 +125,12 @@ class Scorer:
     # -- champion --------------------------------------------------------------------------
 
     def _alias_version(self) -> str | None:
-        from mlflow.exceptions import MlflowException
-
         if self._client is None:
-            registry.configure(self.settings)
-            from mlflow import MlflowClient
-
-            # Both URIs explicit: the registry URI is otherwise a process-wide setting that
-            # another store's configure() may have changed.
-            uri = self.settings.mlflow_tracking_uri
-            self._client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        try:
-            mv = self._client.get_model_version_by_alias(self.settings.model_name, registry.CHAMPION)
-        except MlflowException as exc:
-            if "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(exc):
-                return None
-            raise
-        return str(mv.version)
+            # A client of its own, both URIs explicit: the refresh asks every few seconds, and
+            # MLflow's process-wide registry URI may belong to another store by then.
+            self._client = registry.client(self.settings)
+        version = registry.alias_version(self.settings, registry.CHAMPION, mlflow_client=self._client)
+        return None if version is None else str(version.version)
 
     def _fresh(self, state: _Cached) -> bool:
         """Whether a cached value may be used without checking it: always while the refresher
@@ -728,33 +473,10 @@ def _align(table: Any, ids: list[int]) -> Any:
     return table.take(pa.array(index, pa.int64()))
 
 
-_SCORERS: dict[tuple[Any, ...], Scorer] = {}
-_SCORERS_LOCK = threading.Lock()
-
-
-def get_scorer(settings: Settings | None = None, *, cache_features: bool = True) -> Scorer:
-    """One scorer per process and configuration, so the hot state survives between calls."""
-    settings = settings or Settings.from_env()
-    key = (
-        settings.home,
-        settings.data_dir,
-        settings.mlflow_tracking_uri,
-        settings.model_name,
-        settings.dbt_project_dir,
-        settings.on_demand_max_leads,
-        cache_features,
-    )
-    with _SCORERS_LOCK:
-        if key not in _SCORERS:
-            _SCORERS[key] = Scorer(settings, cache_features=cache_features)
-        return _SCORERS[key]
-
-
-def score_leads(
-    conf: Any, settings: Settings | None = None, *, cache_features: bool = True
-) -> list[dict[str, Any]]:
-    """Score one request with this process's scorer (the DAG task and the CLI call this)."""
-    return get_scorer(settings, cache_features=cache_features).score(conf)
+def score_leads(conf: Any, settings: Settings, *, cache_features: bool = True) -> list[dict[str, Any]]:
+    """Score one request with a scorer of its own (the DAG task and the CLI: one request per
+    process; a server keeps its Scorer instead)."""
+    return Scorer(settings, cache_features=cache_features).score(conf)
 
 
 def payloads_from_raw(settings: Settings, lead_ids: list[int], before: date) -> list[dict[str, Any]]:

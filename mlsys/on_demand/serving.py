@@ -25,13 +25,14 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-from mlsys.on_demand_request import (
+from mlsys.on_demand.request import (
     MAX_BODY_BYTES,
     RequestError,
     ScoringError,
     UnavailableError,
     decode_body,
 )
+from mlsys.settings import Settings
 
 log = logging.getLogger("mlsys.on_demand")
 
@@ -100,17 +101,17 @@ def answer_model(scorer: Any, warm_up: WarmUp, rid: str) -> tuple[int, bytes]:
 # -- the DAG's task ---------------------------------------------------------------------------
 
 
-def score_task(context: dict[str, Any]) -> list:
+def score_task(context: dict[str, Any], settings: Settings) -> list:
     """The `score_on_demand` task: the results, or a structured XCom `error` and a failure."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from mlsys import on_demand
+    from mlsys.on_demand.scorer import score_leads
 
     conf = getattr(context.get("dag_run"), "conf", None)
     ti = context["ti"]
     try:
         # One request per task process: read only the requested feature rows.
-        return on_demand.score_leads(conf, cache_features=False)
+        return score_leads(conf, settings, cache_features=False)
     except ScoringError as exc:
         # XCom first, so a client reads a structured error instead of parsing the log; a bad
         # request will not get better by retrying.
@@ -192,7 +193,7 @@ class WarmUp:
         model, the explainer and DuckDB cost tens of milliseconds that no client should wait for."""
         import pyarrow.parquet as pq
 
-        from mlsys.on_demand_request import vocabularies
+        from mlsys.on_demand.request import vocabularies
 
         as_of = self.scorer.latest_published()
         first = pq.ParquetFile(self.scorer.settings.lead_features_path(as_of)).read_row_group(

@@ -2,7 +2,7 @@
 publishes (`GET /mlsys/openapi.json`), so a client, a generator or a fuzzer knows every
 constraint without reading Python.
 
-The models are built from the constants and patterns :mod:`mlsys.on_demand_request` and
+The models are built from the constants and patterns :mod:`mlsys.on_demand.request` and
 :mod:`mlsys.input_rules` check with, and they validate nothing at the door: the hand-written
 parser does, because its errors name every problem with its path in the
 ``{"error", "message", "details"}`` shape clients already read. What a JSON Schema cannot say
@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlsys.input_rules import DATE_PATTERN, INT64_MAX, INT64_MIN, TIMESTAMP_PATTERN
-from mlsys.on_demand_request import (
+from mlsys.on_demand.request import (
     COUNTRY_PATTERN,
     MAX_ACTIVITIES_PER_LEAD,
     MAX_COMPANY_SIZE,

@@ -3,7 +3,7 @@
 One parser for every door: the plugin's `POST /mlsys/score` body (:func:`decode_body`, then
 :func:`parse_request`), the `score_on_demand` DAG's conf and `mlsys score --lead-id/--payload`
 (:func:`parse_request` on what Airflow or the file gave). The values follow the shared rules
-of :mod:`mlsys.input_rules`; the published OpenAPI schema (:mod:`mlsys.on_demand_schema`) is
+of :mod:`mlsys.input_rules`; the published OpenAPI schema (:mod:`mlsys.on_demand.schema`) is
 built from the same constants and patterns, and a property test holds the two together.
 
 A request::
@@ -27,6 +27,7 @@ from typing import Any
 from mlsys import contract, input_rules
 from mlsys.contract import raw_contract
 from mlsys.input_rules import FLOAT64_EXACT_MAX, InvalidJSON, shown, type_name
+from mlsys.settings import DEFAULT_MAX_BODY_BYTES
 
 MAX_LEADS_PER_REQUEST = 100  # default of Settings.on_demand_max_leads
 MAX_ACTIVITIES_PER_LEAD = 10_000
@@ -34,8 +35,8 @@ MAX_ACTIVITIES_PER_LEAD = 10_000
 MAX_TEXT_LENGTH = 200
 # company_size is a model input (float64): beyond 2^53 it is no longer the number sent.
 MAX_COMPANY_SIZE = FLOAT64_EXACT_MAX
-# 100 leads with their activities fit in well under 1 MiB (plugin: MLSYS_ON_DEMAND_MAX_BODY_BYTES).
-MAX_BODY_BYTES = 2 * 1024 * 1024
+# The default body limit (a server's is Settings.on_demand_max_body_bytes).
+MAX_BODY_BYTES = DEFAULT_MAX_BODY_BYTES
 COUNTRY_PATTERN = r"[A-Z]{2}"
 _COUNTRY = re.compile(COUNTRY_PATTERN)
 
