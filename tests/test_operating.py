@@ -144,6 +144,10 @@ def test_the_commands_are_the_documented_ones() -> None:
         BACKFILL + REPROCESS + " --dry-run",
     ):
         assert command in text, command
+    # The README's doorway shows the same three lines, copied from what this module runs.
+    readme = (REPO_ROOT / "README.md").read_text()
+    for command in (ENV_LINE, TRIGGER, BACKFILL):
+        assert command in readme, command
 
 
 def test_the_cli_talks_to_the_running_instance(clone: Clone) -> None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import importlib.util
 import os
 import pwd
 import re
@@ -225,7 +224,6 @@ class Stack:
     api_port: int
     mlflow_port: int
     redis_port: int
-    mlflow_auth: bool
     env: dict[str, str]
     webhook: WebhookReceiver
 
@@ -328,9 +326,8 @@ class Stack:
         return "\n".join(lines) + "\n" + self.procs.tails()
 
 
-def start_mlflow(procs: Procs, pg: Postgres, passwords: dict[str, str], port: int, root: Path) -> bool:
-    """The image's `mlflow-server` entrypoint on PostgreSQL; basic-auth when it can run."""
-    auth = importlib.util.find_spec("flask_wtf") is not None
+def start_mlflow(procs: Procs, pg: Postgres, passwords: dict[str, str], port: int, root: Path) -> None:
+    """The image's `mlflow-server` entrypoint on PostgreSQL, with basic-auth."""
     env = {
         **os.environ,
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
@@ -342,8 +339,7 @@ def start_mlflow(procs: Procs, pg: Postgres, passwords: dict[str, str], port: in
         "MLFLOW_ALLOWED_HOSTS": f"127.0.0.1:{port},localhost:{port}",
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "MLFLOW_DISABLE_TELEMETRY": "true",
-        # basic-auth needs Flask-WTF (mlflow[auth]); without it, an explicitly empty app name.
-        "MLFLOW_APP_NAME": "basic-auth" if auth else "",
+        "MLFLOW_APP_NAME": "basic-auth",
         "MLFLOW_AUTH_DATABASE_URI": pg.url("mlflow", passwords["mlflow_db"], "mlflow_auth"),
         "MLFLOW_AUTH_ADMIN_USERNAME": ADMIN,
         "MLFLOW_AUTH_ADMIN_PASSWORD": passwords["mlflow_admin"],
@@ -354,7 +350,6 @@ def start_mlflow(procs: Procs, pg: Postgres, passwords: dict[str, str], port: in
         "TMPDIR": str(root),
     }
     procs.spawn("mlflow", ["sh", str(ENTRYPOINT), "mlflow-server"], env)
-    return auth
 
 
 @pytest.fixture(scope="module")
@@ -418,7 +413,7 @@ def stack(crm: Path) -> Iterator[Stack]:
             dict(os.environ),
         )
         mlflow_port = free_port()
-        mlflow_auth = start_mlflow(procs, pg, passwords, mlflow_port, root)
+        start_mlflow(procs, pg, passwords, mlflow_port, root)
 
         home = root / "home"
         shutil.copytree(crm / "raw", home / "data" / "raw")
@@ -460,16 +455,14 @@ def stack(crm: Path) -> Iterator[Stack]:
             "MLSYS_WAREHOUSE": str(home / "warehouse.duckdb"),
             "MLSYS_SCORE_SHARDS": "1",
             "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow_port}",
+            # Airflow's tasks log in to MLflow with the service account (it edits models).
+            "MLFLOW_TRACKING_USERNAME": MLFLOW_SERVICE,
+            "MLFLOW_TRACKING_PASSWORD": passwords["mlflow_service"],
             # Task processes import mlflow and scikit-learn afresh: cached bytecode helps.
             "PYTHONPYCACHEPREFIX": str(root / "pycache"),
         }
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env.pop("MLSYS_MLFLOW_ARTIFACTS", None)
-        if mlflow_auth:
-            env |= {
-                "MLFLOW_TRACKING_USERNAME": MLFLOW_SERVICE,
-                "MLFLOW_TRACKING_PASSWORD": passwords["mlflow_service"],
-            }
         from cryptography.fernet import Fernet
 
         env["AIRFLOW__CORE__FERNET_KEY"] = Fernet.generate_key().decode()
@@ -478,9 +471,7 @@ def stack(crm: Path) -> Iterator[Stack]:
             ["sh", str(ENTRYPOINT), "init"], env=env, capture_output=True, text=True, timeout=900, cwd=root
         )
         assert init.returncode == 0, init.stdout[-3000:] + init.stderr[-3000:]
-        stack = Stack(
-            root, procs, pg, passwords, api_port, mlflow_port, redis_port, mlflow_auth, env, webhook
-        )
+        stack = Stack(root, procs, pg, passwords, api_port, mlflow_port, redis_port, env, webhook)
         wait_for(
             "MLflow server",
             lambda: http("GET", f"http://127.0.0.1:{mlflow_port}/health")[0] == 200,
@@ -507,24 +498,6 @@ def stable_table(path: Path) -> Any:
     return table.sort_by("lead_id")
 
 
-def celery_provider_importable() -> None:
-    """The Celery executor of the locked provider imports `celery.backends.database.retry`,
-    which celery 5.7 removed: with that pair neither scheduler nor worker can start. Known and
-    reported (the lock needs celery<5.7 or a provider that no longer imports it); the test runs
-    for real as soon as the lock changes."""
-    try:
-        from celery.backends.database import retry  # noqa: F401
-    except ImportError:
-        from importlib.metadata import version
-
-        pytest.xfail(
-            f"celery {version('celery')} with apache-airflow-providers-celery "
-            f"{version('apache-airflow-providers-celery')}: the provider imports "
-            "celery.backends.database.retry, gone in celery 5.7, so CeleryExecutor cannot start; "
-            "uv.lock needs celery<5.7"
-        )
-
-
 @pytest.fixture(scope="module")
 def local_run(stack: Stack) -> dict[str, Any]:
     """LocalExecutor on PostgreSQL: retrain (forced) then score_leads, through the REST API."""
@@ -545,7 +518,6 @@ def local_run(stack: Stack) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def celery_run(stack: Stack, local_run: dict[str, Any]) -> dict[str, Any]:
     """CeleryExecutor: a scheduler and a Celery worker (MLSYS_SCORE_SHARDS=3) score the same night."""
-    celery_provider_importable()
     stack.start_airflow(executor="CeleryExecutor", components=("celery-worker", "scheduler"))
     stack.wait_ready(("score_leads",))
     score = stack.run_dag("score_leads", {"as_of": AS_OF})
@@ -635,8 +607,6 @@ def test_mlflow_people_read_and_airflow_edits(stack: Stack, local_run: dict[str,
     """basic-auth in front of the tracking server: a person reads (default_permission READ),
     Airflow's service account edits registered models (also one it did not create), the admin
     manages users."""
-    if not stack.mlflow_auth:
-        pytest.xfail("MLflow basic-auth needs Flask-WTF (mlflow[auth]), not in uv.lock yet")
     base = f"http://127.0.0.1:{stack.mlflow_port}/api/2.0/mlflow"
     assert http("POST", f"{base}/experiments/search", {"max_results": 1})[0] == 401
     admin = (ADMIN, stack.passwords["mlflow_admin"])

@@ -151,7 +151,7 @@ def test_security_lint_rules_cover_the_shipped_code() -> None:
     config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["ruff"]["lint"]
     assert "S" in config["select"]
     assert [rule for rule in config["ignore"] if rule.startswith("S")] == ["S101"]
-    # No per-file exception in the shipped code: each one is a `# noqa` with its reason.
+    # No per-file exception in the shipped code: each one is a noqa comment with its reason.
     for pattern, rules in config.get("per-file-ignores", {}).items():
         assert not pattern.startswith(("mlsys", "dags", "plugins")), (pattern, rules)
     # Every exception in the shipped code says why it is safe.
