@@ -1,4 +1,4 @@
-"""Nightly scoring into the scored-leads table (DESIGN section 3).
+"""Nightly scoring into the scored-leads table (its contract: docs/contracts.md, docs/bi.md).
 
 Two steps, so a failure or a kill at any moment leaves readers on the last good partition:
 
@@ -69,7 +69,7 @@ _TYPES: dict[str, pa.DataType] = {
 }
 SCORED_SCHEMA = pa.schema(
     [pa.field(name, typ, metadata={"description": COLUMN_DOCS[name]}) for name, typ in _TYPES.items()],
-    metadata={"mlsys.contract": "scored_leads v1 (DESIGN section 3)"},
+    metadata={"mlsys.contract": "scored_leads v1 (docs/contracts.md and docs/bi.md of mlsys)"},
 )
 
 
