@@ -111,10 +111,11 @@ def test_the_view_file_works_from_another_path(published: Path, settings: Settin
     elsewhere.mkdir(parents=True)
     shutil.copy2(settings.bi_database, elsewhere / settings.bi_database.name)
     shutil.copytree(settings.scored_dir, elsewhere / "scored_leads")
+    # fetchall: a fetchone would leave the default connection's result unfinished for later tests.
     expected = duckdb.execute(
         "select count(*), count(distinct score_date) from read_parquet($glob, hive_partitioning = true)",
         {"glob": str(settings.scored_dir / "*" / "*.parquet")},
-    ).fetchone()
+    ).fetchall()[0]
     con = duckdb.connect(
         str(elsewhere / settings.bi_database.name),
         read_only=True,
@@ -195,10 +196,13 @@ HOLDER = textwrap.dedent(
 
 
 def test_a_read_write_reader_held_open_never_fails_a_publish(
-    outdated_view_file: Path, published: Path, settings: Settings
+    outdated_view_file: Path, published: Path, settings: Settings, tmp_path: Path
 ) -> None:
     """DuckDB lets one process hold a file read-write: the publish neither waits for it nor
-    fails, and that process's next query sees the re-published night."""
+    fails, and that process's next query sees the re-published night. The session's night is
+    put back afterwards (published the same way), so later tests read the DAG's partition."""
+    original = settings.staging_dir / f"restore-{tmp_path.name}"
+    shutil.copytree(published, original)
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(settings.bi_database), str(settings.data_dir)],
         stdin=subprocess.PIPE,
@@ -218,6 +222,7 @@ def test_a_read_write_reader_held_open_never_fails_a_publish(
         if holder.stdin:
             holder.stdin.close()
         holder.wait(30)
+        score.publish(AS_OF, original, settings)
 
 
 def test_partitions_are_written_in_whole_row_groups(tmp_path: Path) -> None:

@@ -78,8 +78,9 @@ def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen[Any] | None,
 
 
 SCORE_SCRIPT = (
-    "import sys; from datetime import date; from mlsys import pipeline; "
-    "print(pipeline.score_and_publish(date.fromisoformat(sys.argv[1]), run_id=sys.argv[2]))"
+    "import sys; from datetime import date; from mlsys import pipeline; from mlsys.settings import Settings; "
+    "print(pipeline.score_and_publish(date.fromisoformat(sys.argv[1]), run_id=sys.argv[2], "
+    "settings=Settings.from_env()))"
 )
 
 
@@ -416,8 +417,8 @@ def test_no_champion_fails_the_scoring_task_at_once_saying_run_retrain(
 
 
 TRAIN_SCRIPT = (
-    "from datetime import date; from mlsys import pipeline; "
-    "print(pipeline.train_challenger(date(2026, 6, 1), trigger='manual'))"
+    "from datetime import date; from mlsys import pipeline; from mlsys.settings import Settings; "
+    "print(pipeline.train_challenger(date(2026, 6, 1), settings=Settings.from_env()))"
 )
 
 

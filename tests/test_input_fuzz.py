@@ -326,7 +326,7 @@ def _first_task_checks(dag_id: str, conf: dict[str, Any], params: dict[str, Any]
         "logical_date": datetime(2026, 6, 1, tzinfo=UTC),
     }
     check_conf_keys(context, set(CONF_KEYS[dag_id]))
-    as_of_from_context(context)
+    as_of_from_context(context, Settings.from_env())
     if dag_id == "retrain":
         for key, default in (
             ("force", False),
