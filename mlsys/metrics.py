@@ -5,7 +5,7 @@ send is wrapped and a broken client is logged once, not raised.
 
 `CONTRACT` lists every name mlsys sends. `docker/statsd/mapping.yml` turns each into a
 labelled Prometheus metric, the dashboards and alert rules use only those, and
-tests/test_observability.py holds the three together: add a metric here, in the mapping, and
+tests/integration/test_observability.py holds the three together: add a metric here, in the mapping, and
 (when an operator should see it) on a dashboard.
 """
 

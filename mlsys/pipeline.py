@@ -4,7 +4,7 @@ Each returns something small and JSON-friendly (it becomes an XCom) and raises w
 one-line reason on failure. The order of the stages is written here once, in
 `SCORING_STAGES` and `TRAINING_STAGES`: the `mlsys` commands run them in that order
 (`build_features_gated`, `score_and_publish`, `retrain`), the DAGs are one task per stage
-with the same names, and `tests/test_dags.py` holds the DAGs to it.
+with the same names, and `tests/integration/test_dags.py` holds the DAGs to it.
 """
 
 from __future__ import annotations

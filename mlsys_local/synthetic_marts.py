@@ -1,5 +1,5 @@
 """Synthetic mart rows for the gate's tests and its benchmark: a mart of any size without a
-dbt build (benchmarks/bench_validation.py, tests/test_validation.py)."""
+dbt build (benchmarks/bench_validation.py, tests/integration/test_validation.py)."""
 
 from __future__ import annotations
 

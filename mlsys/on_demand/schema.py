@@ -8,8 +8,8 @@ parser does, because its errors name every problem with its path in the
 ``{"error", "message", "details"}`` shape clients already read. What a JSON Schema cannot say
 is only in the parser: lead ids unique in a request, a timestamp's UTC instant within years
 1-9999, a real calendar date, an activity's lead_id equal to its lead's.
-``tests/test_input_fuzz.py`` checks that the two agree on generated documents (every document
-the models refuse, the parser refuses) and ``tests/test_live_api.py`` fuzzes the live plugin
+``tests/integration/test_input_fuzz.py`` checks that the two agree on generated documents (every document
+the models refuse, the parser refuses) and ``tests/stack/test_live_api.py`` fuzzes the live plugin
 from this schema.
 """
 

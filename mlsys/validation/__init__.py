@@ -27,7 +27,7 @@ The package, by job:
 
 Committed vs runtime: the suites live as GX 1.x files in the File Data Context at
 ``<repo>/great_expectations/``; after editing the definitions run
-``python -m mlsys.validation write-context`` (``tests/test_validation.py`` fails while the two
+``python -m mlsys.validation write-context`` (``tests/integration/test_validation.py`` fails while the two
 disagree). Validation results, Data Docs, row-count state and DuckDB spill files go to
 ``settings.gx_runtime_dir`` (``$MLSYS_DATA_DIR/gx``), never into the repo.
 

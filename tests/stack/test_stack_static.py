@@ -17,12 +17,12 @@
   script creates the databases the connection URLs name.
 * Alertmanager: the image pinned by tag and digest, non-root, loopback only, a healthcheck,
   Prometheus sends to it, compose gives it exactly the variables its template names
-  (its config and live delivery: tests/test_alert_delivery.py).
+  (its config and live delivery: tests/stack/test_alert_delivery.py).
 * .github/workflows: CI (lint, types, tests with coverage >= 80%, image build, Trivy) and CD
   (GHCR, staging on main, production on a tag through an environment with approval).
 
 Missing tools (hadolint, docker compose) skip their test on a laptop and FAIL on CI (CI=true).
-The live PostgreSQL/Redis/Celery path is tests/test_postgres_celery.py (`make test-postgres`).
+The live PostgreSQL/Redis/Celery path is tests/stack/test_postgres_celery.py (`make test-postgres`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yaml"
 ENV_EXAMPLE = REPO / ".env.example"
 DOCKERFILE = REPO / "docker" / "Dockerfile"

@@ -1,8 +1,8 @@
 """Airflow's own notifications (mlsys/notify.py) and how the DAGs wire them.
 
-Live runs: tests/test_e2e.py (a failed gate under `dag.test()` posts exactly one notification
+Live runs: tests/integration/test_e2e.py (a failed gate under `dag.test()` posts exactly one notification
 with the gate's reason, a successful run and a refused on-demand request post none) and
-tests/test_postgres_celery.py::test_a_run_past_its_deadline_notifies (the Deadline Alert,
+tests/stack/test_postgres_celery.py::test_a_run_past_its_deadline_notifies (the Deadline Alert,
 found by a real scheduler and run by its executor). Here: the wiring, the message for each
 callback's context, and "off when unset".
 """

@@ -52,7 +52,7 @@ from tests.live import Procs, WebhookReceiver, free_port, http, wait_for
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
 PG_INIT = REPO / "docker" / "postgres" / "init-databases.sh"
 VENV_BIN = Path(sys.executable).parent

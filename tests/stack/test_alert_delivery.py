@@ -40,11 +40,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.integration.test_observability import Mapper
 from tests.live import Procs, WebhookReceiver, free_port, http, wait_for
-from tests.test_observability import Mapper
-from tests.test_stack_static import template_variables
+from tests.stack.test_stack_static import template_variables
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ALERTMANAGER_DIR = REPO / "docker" / "alertmanager"
 PROMETHEUS_DIR = REPO / "docker" / "prometheus"
 MAPPING = REPO / "docker" / "statsd" / "mapping.yml"

@@ -5,8 +5,8 @@
   home, mode 0600, outside the repo, for the embedded Airflow), never a committed default;
 * every HTTP app mlsys mounts on the api-server requires Airflow authentication, on-demand
   scoring a permission of the auth manager (the live 401 checks are
-  tests/test_live_api.py::test_everything_needs_a_token, the 403s per role
-  tests/test_postgres_celery.py::test_roles_on_a_live_api_server);
+  tests/stack/test_live_api.py::test_everything_needs_a_token, the 403s per role
+  tests/stack/test_postgres_celery.py::test_roles_on_a_live_api_server);
 * ruff's security rules (bandit's, `S`) hold for mlsys/, dags/, plugins/ with a reason on every
   exception; the secret scanner in `make lint` runs on every tracked file and catches a
   planted secret.
@@ -107,7 +107,7 @@ def test_the_embedded_airflow_generates_its_secrets_per_home(tmp_path: Path) -> 
 # Apps that are public on purpose, and why; each is proved to say no more than that live.
 PUBLIC_APPS = {
     # Like Airflow's /api/v2/monitor/health: {"status", "champion_loaded"} and nothing else, so
-    # a container healthcheck needs no secret (tests/test_live_api.py::test_ready_from_the_start).
+    # a container healthcheck needs no secret (tests/stack/test_live_api.py::test_ready_from_the_start).
     "mlsys readiness",
 }
 
@@ -142,7 +142,7 @@ def test_every_plugin_app_requires_authentication() -> None:
                 value = next((k.value for k in call.keywords if k.arg == route), None)
                 assert isinstance(value, ast.Constant) and value.value is None, f"{path.name}: {route}"
     # Scoring is a permission (the right to trigger score_on_demand), not only a login; the
-    # live 401/403/200 per role: tests/test_postgres_celery.py::test_roles_on_a_live_api_server.
+    # live 401/403/200 per role: tests/stack/test_postgres_celery.py::test_roles_on_a_live_api_server.
     scoring = (REPO_ROOT / "plugins" / "mlsys_scoring.py").read_text()
     assert "Depends(requires_on_demand_access())" in scoring
 

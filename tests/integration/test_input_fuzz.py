@@ -1,7 +1,7 @@
 """No input crashes a door: property tests of the shared input rules, the on-demand parser
 against the published schema, the scorer, the CLI's `--payload` files and the `score_leads`
 / `retrain` conf, on generated inputs (tests/fuzz.py). The live plugin is fuzzed from its
-schema in tests/test_live_api.py, the DAG's conf path in tests/test_bad_input.py.
+schema in tests/stack/test_live_api.py, the DAG's conf path in tests/integration/test_bad_input.py.
 
 "Crash" means any exception other than the door's designed refusal: InvalidJSON from the
 document rules, RequestError/ScoringError from on-demand, ParamValidationError or ConfError

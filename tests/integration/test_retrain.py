@@ -118,7 +118,7 @@ def test_cross_fitted_retrain_on_the_weekly_split(
 ) -> None:
     """MLSYS_CALIBRATION_FOLDS on the synthetic source's weekly split, where a lead is in
     several snapshots: the pipeline trains, logs the scheme and registers k members that
-    share one preprocessing (folds grouped by lead: tests/test_model.py)."""
+    share one preprocessing (folds grouped by lead: tests/unit/test_model.py)."""
     from mlsys.model import member_pipelines
 
     monkeypatch.setenv("MLSYS_CALIBRATION_FOLDS", "3")
