@@ -83,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         raise RuntimeError("retrain finished but no model holds the champion alias")
     run = registry.client(settings).get_run(champion.run_id)
     partition = settings.partition_dir(DEMO_END_DATE)
-    con = bi.connect(settings)
-    rows, mean = con.execute(
-        "select count(*), avg(score) from scored_leads where score_date = ?", [DEMO_END_DATE]
-    ).fetchone() or (0, 0.0)
+    with bi.connect(settings) as con:
+        rows, mean = con.execute(
+            "select count(*), avg(score) from scored_leads where score_date = ?", [DEMO_END_DATE]
+        ).fetchone() or (0, 0.0)
     print()
     print(f"scored {rows:,} leads as of {DEMO_END_DATE} (mean score {mean:.4f})")
     print(f"partition:  {partition}")

@@ -70,6 +70,21 @@ def published(crm: Path, airflow_db: dict[str, str], settings: Settings) -> Path
 
 
 @pytest.fixture
+def night_restored(published: Path, settings: Settings, tmp_path: Path) -> Iterator[Path]:
+    """For a test that re-publishes the session's night: the DAG's partition is copied aside
+    and published back afterwards (the same way), so tests that read its run id or rows do
+    not depend on the order tests run in."""
+    from mlsys import score
+
+    original = settings.staging_dir / f"restore-{tmp_path.name}"
+    shutil.copytree(published, original)
+    try:
+        yield published
+    finally:
+        score.publish(AS_OF, original, settings)
+
+
+@pytest.fixture
 def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crm: Path) -> Iterator[Settings]:
     """A home of its own with a copy of the session's raw data, for tests that break things."""
     home = tmp_path / "home"

@@ -30,7 +30,8 @@ def test_champion_registered(published: Path, settings: Settings) -> None:
     champion = registry.alias_version(settings, registry.CHAMPION)
     challenger = registry.alias_version(settings, registry.CHALLENGER)
     assert champion is not None and challenger is not None
-    assert champion.version == challenger.version
+    # The forced retrain's model is both; a later retrain's challenger (test_retrain) is newer.
+    assert int(challenger.version) >= int(champion.version)
     run = registry.client(settings).get_run(champion.run_id)
     assert run.data.metrics["roc_auc"] > 0.7
     assert run.data.params["smote_applied"] == "True"
@@ -79,12 +80,16 @@ def test_partition_matches_the_contract(published: Path) -> None:
 
 
 def test_bi_views(published: Path, settings: Settings) -> None:
-    con = bi.connect(settings)  # file_search_path = the data folder (docs/bi.md)
-    (latest_date,) = con.execute("select max(score_date) from scored_leads_latest").fetchone()
+    # Closed at the end: a connection left open would pin this file's configuration for
+    # every later connection of the process (docs/bi.md's snippet opens it its own way).
+    with bi.connect(settings) as con:  # file_search_path = the data folder (docs/bi.md)
+        (latest_date,) = con.execute("select max(score_date) from scored_leads_latest").fetchone()
+        top = con.execute(
+            "select top_reasons from scored_leads_latest order by score desc limit 5"
+        ).fetchall()
+        (hi,) = con.execute("select max(score_percentile) from scored_leads_latest").fetchone()
     assert latest_date == AS_OF
-    top = con.execute("select top_reasons from scored_leads_latest order by score desc limit 5").fetchall()
     assert all(reasons for (reasons,) in top), "the best leads should have reasons"
-    (hi,) = con.execute("select max(score_percentile) from scored_leads_latest").fetchone()
     assert hi == pytest.approx(100.0)
 
 
@@ -180,7 +185,10 @@ def test_a_past_logical_date_gets_its_own_correct_partition(
     ).fetchall()[0][0]
     assert table.num_rows == known < pq.read_metadata(next(published.glob("*.parquet"))).num_rows
     assert set(table.column("as_of").to_pylist()) == {past}
-    con = bi.connect(settings)  # file_search_path = the data folder (docs/bi.md)
-    dates = [d for (d,) in con.execute("select distinct score_date from scored_leads order by 1").fetchall()]
+    with bi.connect(settings) as con:  # file_search_path = the data folder (docs/bi.md)
+        dates = [
+            d for (d,) in con.execute("select distinct score_date from scored_leads order by 1").fetchall()
+        ]
+        latest = con.execute("select max(score_date) from scored_leads_latest").fetchone()
     assert past in dates and AS_OF in dates
-    assert con.execute("select max(score_date) from scored_leads_latest").fetchone() == (max(dates),)
+    assert latest == (max(dates),)

@@ -89,8 +89,9 @@ SCORE_SCRIPT = (
 
 @pytest.mark.parametrize("kill_at", ["scoring a shard", "writing the ranked partition"])
 def test_sigkill_while_writing_keeps_the_partition_and_the_rerun_is_exact(
-    published: Path, settings: Settings, kill_at: str
+    night_restored: Path, settings: Settings, kill_at: str
 ) -> None:
+    published = night_restored
     uninterrupted = pipeline.score_and_publish(AS_OF, run_id="before-kill", settings=settings)
     before = _digest(published)
     expected = _table(published)
@@ -487,8 +488,9 @@ def _limit_file_size(limit: int) -> Callable[[], None]:
 
 
 def test_a_full_disk_while_writing_is_a_clear_failure_and_keeps_the_partition(
-    published: Path, settings: Settings
+    night_restored: Path, settings: Settings
 ) -> None:
+    published = night_restored
     pipeline.score_and_publish(AS_OF, run_id="before-disk-full", settings=settings)  # caches the model
     before = _digest(published)
     done = subprocess.run(

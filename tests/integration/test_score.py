@@ -43,7 +43,8 @@ def test_shards_split_evenly_and_stably() -> None:
     assert (score.shard_of(ids, 1) == 0).all()
 
 
-def test_publish_swaps_atomically_and_keeps_no_stray_files(published: Path, settings: Settings) -> None:
+def test_publish_swaps_atomically_and_keeps_no_stray_files(night_restored: Path, settings: Settings) -> None:
+    published = night_restored
     before = {p.name for p in published.iterdir()}
     result = score.score(AS_OF, settings, run_id="swap-test")
     target = score.publish(AS_OF, result.staging_dir, settings)
@@ -206,8 +207,9 @@ def test_no_champion_says_run_retrain(isolated_settings: Settings) -> None:
 
 
 def test_publish_without_renameat2_still_replaces(
-    published: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    night_restored: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    published = night_restored
     monkeypatch.setattr(score, "_exchange", lambda a, b: False)
     result = score.score(AS_OF, settings, run_id="fallback")
     score.publish(AS_OF, result.staging_dir, settings)
