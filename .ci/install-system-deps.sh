@@ -3,9 +3,9 @@
 # alert-rule unit tests, and `prometheus` with `prometheus-alertmanager` (amtool too) for the
 # live alert-delivery test; docker-compose (the Python v1, only to run `config` on
 # docker-compose.yaml: no Docker engine is installed); PostgreSQL and Redis for
-# `make test-postgres` (tests/test_postgres_celery.py starts throwaway servers of its own);
+# `make test-postgres` (tests/stack/test_postgres_celery.py starts throwaway servers of its own);
 # chromium and chromedriver (`chromium-driver`) for the browser test of `make airflow`; curl and
-# jq, which the on-demand REST sequence of docs/on-demand.md uses (tests/test_ui.py runs it).
+# jq, which the on-demand REST sequence of docs/on-demand.md uses (tests/stack/test_ui.py runs it).
 # Idempotent: does nothing when everything is already on PATH.
 # Runs as root on a fresh Debian machine (CI); elsewhere it uses sudo when available.
 set -euo pipefail

@@ -5,7 +5,7 @@
 
 The home is benchmarks/bench_on_demand.py's (synthetic CRM, champion, published partition of
 2026-06-01; built there on first use). Each start runs the api-server alone (one uvicorn
-worker, the environment tests/test_live_api.py gives it) and, as a client or a healthcheck
+worker, the environment tests/stack/test_live_api.py gives it) and, as a client or a healthcheck
 would:
 
 1. polls `GET /api/v2/monitor/health` until 200, then `GET /mlsys-health/ready` until 200
@@ -127,8 +127,8 @@ def main() -> int:
     from benchmarks.bench_on_demand import AS_OF, prepare, use_home
 
     home = use_home(args.home)
-    from mlsys.airflow_env import airflow_environ
     from mlsys.settings import Settings
+    from mlsys_local.airflow_env import airflow_environ
 
     settings = Settings.from_env()
     os.environ.update(airflow_environ(settings))
@@ -138,7 +138,7 @@ def main() -> int:
 
     from mlsys import on_demand
     from tests.live import free_port
-    from tests.test_live_api import USER, LiveStack
+    from tests.stack.test_live_api import USER, LiveStack
 
     lead_id = sorted(
         pq.read_table(settings.partition_dir(AS_OF), columns=["lead_id"]).column("lead_id").to_pylist()

@@ -38,10 +38,10 @@ def main() -> None:
     from mlsys import features
     from mlsys.catalog import load_catalog
     from mlsys.evaluate import expected_calibration_error
-    from mlsys.generate import generate
     from mlsys.model import ModelConfig, build_pipeline, calibrate, plan_smote, prepare_frame
     from mlsys.settings import Settings
     from mlsys.train import load_splits
+    from mlsys_local.generate import generate
 
     settings = Settings.from_env()
     if not (settings.raw_dir / "leads").exists():

@@ -5,7 +5,7 @@
 1. A home of its own (synthetic CRM, forced training, features and the published partition
    of 2026-06-01; reused when present).
 2. A live Airflow (api-server, scheduler, dag-processor; simple auth) started as
-   tests/test_live_api.py does, and `mlflow models serve -m models:/lead_scoring@champion
+   tests/stack/test_live_api.py does, and `mlflow models serve -m models:/lead_scoring@champion
    --env-manager local` on the same machine, both with one uvicorn worker.
 3. DAG path: trigger-to-result of `score_on_demand` for one lead (median and p95 of --dag-runs),
    polled every 0.1 s as a client would.
@@ -182,8 +182,8 @@ def main() -> int:
     if not project.exists():
         shutil.copytree(REPO / "sql", project, ignore=shutil.ignore_patterns("target", "logs"))
     os.environ["MLSYS_DBT_PROJECT_DIR"] = str(project)
-    from mlsys.airflow_env import airflow_environ
     from mlsys.settings import Settings
+    from mlsys_local.airflow_env import airflow_environ
 
     settings = Settings.from_env()
     os.environ.update(airflow_environ(settings))
@@ -195,7 +195,7 @@ def main() -> int:
     from mlsys import on_demand
     from mlsys.client import Client
     from tests.live import free_port
-    from tests.test_live_api import USER, LiveStack
+    from tests.stack.test_live_api import USER, LiveStack
 
     partition = pq.read_table(settings.partition_dir(AS_OF), columns=["lead_id"])
     all_ids = sorted(partition.column("lead_id").to_pylist())

@@ -250,8 +250,8 @@ def main() -> None:
     if args.champion_from:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{args.champion_from.resolve() / 'mlflow.db'}"
     from mlsys import features, pipeline, registry
-    from mlsys.generate import generate
     from mlsys.settings import Settings
+    from mlsys_local.generate import generate
 
     settings = Settings.from_env()
     if not (settings.raw_dir / "leads").exists():

@@ -18,12 +18,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from mlsys.generate import synthetic_features_sql
 from mlsys.settings import Settings
 from mlsys.validation import LEAD_FEATURES, validate_mart, validate_raw
 from mlsys.validation.engine import get_context
 from mlsys.validation.preflight import sql_str
 from mlsys.validation.suites import RAW_TRAINING_SUITES
+from mlsys_local.synthetic_marts import synthetic_features_sql
 
 
 def _benchmark(rows: int, workdir: Path) -> dict[str, Any]:

@@ -31,16 +31,14 @@ SCORED_LEADS = Asset(SCORED_LEADS_URI)
 def export_top_leads() -> None:
     @task
     def export(**context: object) -> list[dict]:
-        from airflow.sdk.exceptions import AirflowFailException
-
         from mlsys import exports
-        from mlsys.airflow_support import ConfError, score_dates_of_events
+        from mlsys.airflow_support import fail_now, score_dates_of_events
+        from mlsys.settings import Settings
 
-        try:
+        with fail_now():
             dates = score_dates_of_events(context["triggering_asset_events"][SCORED_LEADS])  # type: ignore[index]
-        except ConfError as exc:
-            raise AirflowFailException(str(exc)) from None
-        return [exports.export_top_leads(d) for d in dates]
+        settings = Settings.from_env()
+        return [exports.export_top_leads(d, settings) for d in dates]
 
     export()
 

@@ -81,57 +81,51 @@ CHAMPION = Asset(CHAMPION_URI)
     },
 )
 def retrain() -> None:
+    # One task per stage of mlsys.pipeline.TRAINING_STAGES, in that order, then the champion's
+    # announcement. Each task builds the settings from its environment (the edge).
     @task
     def validate_raw(**context: object) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from mlsys import pipeline
         from mlsys.airflow_support import (
-            ConfError,
             as_of_from_context,
             check_conf_keys,
+            fail_now,
             not_landed,
             quiet_logs,
         )
-        from mlsys.validation import DataValidationError
+        from mlsys.settings import Settings
 
         quiet_logs()
-        try:
+        settings = Settings.from_env()
+        with fail_now():
             check_conf_keys(context, {"force", "tune", "use_smote", "class_weights", "estimator", "as_of"})
-            if reason := not_landed(as_of_from_context(context)):
+            as_of = as_of_from_context(context, settings)
+            if reason := not_landed(as_of, settings):
                 raise AirflowSkipException(reason)
-            return pipeline.gate_raw(as_of_from_context(context), training=True)
-        except ConfError as exc:
-            raise AirflowFailException(str(exc)) from None
-        except DataValidationError as exc:
-            # Bad data does not get better on retry: fail now, with the readable summary. The
-            # summary is the whole story; a chained traceback would only print it again.
-            raise AirflowFailException(str(exc)) from None
+            return pipeline.gate_raw(as_of, settings, training=True)
 
     @task(pool=WAREHOUSE_POOL, outlets=[TRAINING_SNAPSHOTS])
     def build_training_snapshots(**context: object) -> dict:
         from mlsys import pipeline
         from mlsys.airflow_support import as_of_from_context
+        from mlsys.settings import Settings
 
-        return pipeline.build_training_features(as_of_from_context(context))
+        settings = Settings.from_env()
+        return pipeline.build_training_features(as_of_from_context(context, settings), settings)
 
     @task
     def validate_snapshots(built: dict) -> dict:
         from datetime import date
 
-        from airflow.sdk.exceptions import AirflowFailException
-
         from mlsys import pipeline
-        from mlsys.airflow_support import quiet_logs
-        from mlsys.validation import DataValidationError
+        from mlsys.airflow_support import fail_now, quiet_logs
+        from mlsys.settings import Settings
 
         quiet_logs()
-        try:
-            return pipeline.gate_training(date.fromisoformat(built["as_of"]), raw=False)
-        except DataValidationError as exc:
-            # Bad data does not get better on retry: fail now, with the readable summary. The
-            # summary is the whole story; a chained traceback would only print it again.
-            raise AirflowFailException(str(exc)) from None
+        with fail_now():
+            return pipeline.gate_training(date.fromisoformat(built["as_of"]), Settings.from_env(), raw=False)
 
     @task
     def check_drift(built: dict, gate: dict, **context: object) -> dict:
@@ -139,12 +133,13 @@ def retrain() -> None:
 
         from mlsys import pipeline
         from mlsys.airflow_support import bool_param, is_scheduled
+        from mlsys.settings import Settings
 
-        params = context["params"]
         decision = pipeline.decide_retrain(
             date.fromisoformat(built["as_of"]),
-            force=bool_param(params, "force", False),  # type: ignore[arg-type]
+            force=bool_param(context["params"], "force", False),  # type: ignore[arg-type]
             scheduled=is_scheduled(context),
+            settings=Settings.from_env(),
         )
         return decision.as_dict()
 
@@ -156,17 +151,19 @@ def retrain() -> None:
 
         from mlsys import pipeline
         from mlsys.airflow_support import bool_param, model_event
+        from mlsys.settings import Settings
 
         if not decision["train"]:
             raise AirflowSkipException(decision["reason"])
         params = context["params"]
         trained = pipeline.train_challenger(
             date.fromisoformat(built["as_of"]),
+            settings=Settings.from_env(),
             tune=bool_param(params, "tune", False),  # type: ignore[arg-type]
             use_smote=bool_param(params, "use_smote", True),  # type: ignore[arg-type]
             class_weights=bool_param(params, "class_weights", False),  # type: ignore[arg-type]
             estimator=str(params.get("estimator") or "") or None,  # type: ignore[attr-defined]
-            trigger="schedule" if decision["reason"].startswith("weekly") else "manual",
+            trigger=decision["trigger"],
         )
         context["outlet_events"][MODEL].extra = model_event(trained)  # type: ignore[index]
         return trained

@@ -69,96 +69,92 @@ SCORED_LEADS = Asset(SCORED_LEADS_URI)
     },
 )
 def score_leads() -> None:
+    # One task per stage of mlsys.pipeline.SCORING_STAGES, in that order. Each task builds the
+    # settings from its environment (the edge) and passes them down.
     @task
     def validate_raw(**context: object) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from mlsys import pipeline
         from mlsys.airflow_support import (
-            ConfError,
             as_of_from_context,
             check_conf_keys,
+            fail_now,
             not_landed,
             quiet_logs,
         )
-        from mlsys.validation import DataValidationError
+        from mlsys.settings import Settings
 
         quiet_logs()
-        try:
+        settings = Settings.from_env()
+        with fail_now():
             check_conf_keys(context, {"as_of"})
-            if reason := not_landed(as_of_from_context(context)):
+            as_of = as_of_from_context(context, settings)
+            if reason := not_landed(as_of, settings):
                 raise AirflowSkipException(reason)
-            return pipeline.gate_raw(as_of_from_context(context))
-        except ConfError as exc:
-            raise AirflowFailException(str(exc)) from None
-        except DataValidationError as exc:
-            # Bad data does not get better on retry: fail now, with the readable summary. The
-            # summary is the whole story; a chained traceback would only print it again.
-            raise AirflowFailException(str(exc)) from None
+            return pipeline.gate_raw(as_of, settings)
 
     @task(pool=WAREHOUSE_POOL, outlets=[LEAD_FEATURES])
     def build_features(**context: object) -> dict:
         from mlsys import pipeline
         from mlsys.airflow_support import as_of_from_context
+        from mlsys.settings import Settings
 
-        return pipeline.build_scoring_features(as_of_from_context(context))
+        settings = Settings.from_env()
+        return pipeline.build_scoring_features(as_of_from_context(context, settings), settings)
 
     @task
     def validate_features(built: dict) -> dict:
         from datetime import date
 
-        from airflow.sdk.exceptions import AirflowFailException
-
         from mlsys import pipeline
-        from mlsys.airflow_support import quiet_logs
-        from mlsys.validation import DataValidationError
+        from mlsys.airflow_support import fail_now, quiet_logs
+        from mlsys.settings import Settings
 
         quiet_logs()
-        try:
-            return pipeline.gate_scoring(date.fromisoformat(built["as_of"]), raw=False)
-        except DataValidationError as exc:
-            # Bad data does not get better on retry: fail now, with the readable summary. The
-            # summary is the whole story; a chained traceback would only print it again.
-            raise AirflowFailException(str(exc)) from None
+        with fail_now():
+            return pipeline.gate_scoring(date.fromisoformat(built["as_of"]), Settings.from_env(), raw=False)
 
     @task(**REGISTRY_RETRY_ARGS)
     def plan_scoring(built: dict, gate: dict, **context: object) -> list[dict]:
         """Pin the champion for the whole run; one item per scoring shard."""
         from datetime import date
 
-        from airflow.sdk.exceptions import AirflowFailException
+        from mlsys import pipeline
+        from mlsys.airflow_support import fail_now, is_last_try, run_id_from_context
+        from mlsys.settings import Settings
 
-        from mlsys import pipeline, registry
-        from mlsys.airflow_support import is_last_try, run_id_from_context
-
-        try:
+        with fail_now():  # no champion: retrying will not register one
             plan = pipeline.plan_scoring(
                 date.fromisoformat(built["as_of"]),
                 run_id=run_id_from_context(context),
+                settings=Settings.from_env(),
                 allow_cached_champion=is_last_try(context),
             )
-        except registry.NoChampionError as exc:
-            # Retrying will not register a model: say what to run, now.
-            raise AirflowFailException(str(exc)) from None
         return pipeline.shards_of(plan)
 
     @task(**REGISTRY_RETRY_ARGS)
     def score(item: dict, **context: object) -> dict:
         from mlsys import pipeline
         from mlsys.airflow_support import is_last_try
+        from mlsys.settings import Settings
 
-        return pipeline.score_shard(item["plan"], item["shard"], allow_cached_champion=is_last_try(context))
+        return pipeline.score_shard(
+            item["plan"], item["shard"], Settings.from_env(), allow_cached_champion=is_last_try(context)
+        )
 
     @task(outlets=[SCORED_LEADS])
     def publish(shards: list[dict], scored: list[dict], **context: object) -> dict:
         from mlsys import pipeline
         from mlsys.airflow_support import scored_leads_event
+        from mlsys.settings import Settings
 
         published = pipeline.publish_scores(
             # Index by length: iterating the lazy XCom sequence probes one past its end, which
             # Airflow logs as an error.
             shards[0]["plan"],
             [scored[i] for i in range(len(scored))],
+            Settings.from_env(),
         )
         context["outlet_events"][SCORED_LEADS].extra = scored_leads_event(published)  # type: ignore[index]
         return published

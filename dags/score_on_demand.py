@@ -27,7 +27,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from mlsys.airflow_support import DEFAULT_ARGS
-from mlsys.on_demand_request import MAX_LEADS_PER_REQUEST
+from mlsys.on_demand.request import MAX_LEADS_PER_REQUEST
 
 # A client is waiting: an unexpected failure retries once, quickly, not after minutes.
 ON_DEMAND_ARGS = {
@@ -73,9 +73,10 @@ ON_DEMAND_ARGS = {
 def score_on_demand() -> None:
     @task
     def score(**context: object) -> list:
-        from mlsys.on_demand_serving import score_task
+        from mlsys.on_demand.serving import score_task
+        from mlsys.settings import Settings
 
-        return score_task(context)
+        return score_task(context, Settings.from_env())
 
     score()
 

@@ -17,7 +17,7 @@
 #                   MLFLOW_APP_NAME unset means basic-auth; only an explicitly empty
 #                   MLFLOW_APP_NAME (tests) runs it without auth.
 #
-# tests/test_postgres_celery.py runs both against a real PostgreSQL; tests/test_stack_static.py
+# tests/stack/test_postgres_celery.py runs both against a real PostgreSQL; tests/stack/test_stack_static.py
 # checks the compose file uses them as written here.
 set -eu
 

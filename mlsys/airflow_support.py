@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -59,7 +60,7 @@ def nightly_deadline() -> Any:
     0 means no deadline, and so does no MLSYS_ALERT_WEBHOOK_URL (the laptop's default): its
     callback only posts there, and Airflow 3.3's `dag.test()` - `airflow dags test
     score_leads`, `make demo` - cannot finish a successful run of a DAG that has one
-    (`mlsys.demo.run_dag` drops it for its own runs)."""
+    (`mlsys_local.demo.run_dag` drops it for its own runs)."""
     from airflow.sdk.definitions.callback import SyncCallback
     from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
@@ -93,7 +94,25 @@ class ConfError(ValueError):
     """A malformed `conf`/params value; the message says which key and what is expected."""
 
 
-def as_of_from_context(context: dict[str, Any]) -> date:
+@contextmanager
+def fail_now() -> Iterator[None]:
+    """Errors a retry cannot mend fail the task at once, their message the whole story: bad
+    conf, data the gate refused, no champion to score with. Any other error keeps the task's
+    retries (an unreachable registry, a killed worker)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlsys.registry import NoChampionError
+    from mlsys.validation import DataValidationError
+
+    try:
+        yield
+    except (ConfError, DataValidationError, NoChampionError) as exc:
+        # The readable summary is the task's final message; a chained traceback would only
+        # print it again.
+        raise AirflowFailException(str(exc)) from None
+
+
+def as_of_from_context(context: dict[str, Any], settings: Settings) -> date:
     """The feature cut-off of a run: `params.as_of` when given, else the logical date (a
     scheduled or backfill run), else - a manual run without a date - the day it was triggered,
     or the landing's ``complete_as_of`` when that is earlier (`Settings.default_as_of`)."""
@@ -113,20 +132,15 @@ def as_of_from_context(context: dict[str, Any]) -> date:
     run_after: datetime | None = getattr(context.get("dag_run"), "run_after", None)
     if run_after is None:
         raise ConfError("the run has neither params.as_of nor a logical date")
-    from mlsys.settings import Settings
-
-    return Settings.from_env().default_as_of(run_after.date())
+    return settings.default_as_of(run_after.date())
 
 
-def not_landed(as_of: date) -> str | None:
+def not_landed(as_of: date, settings: Settings) -> str | None:
     """Why a DAG run of `as_of` has nothing to do, or None: its date is after the landing
     manifest's ``complete_as_of`` (Settings.landing_manifest). The DAGs skip such a run: on a
     frozen export (the demo's) the nightly tick of a laptop left running, and the latest night
     that Airflow runs after a backfill (catchup=False), would otherwise score or train on weeks
     that never landed. Without a manifest every date counts as landed."""
-    from mlsys.settings import Settings
-
-    settings = Settings.from_env()
     complete = settings.landing_complete_as_of()
     if complete is None or as_of <= complete:
         return None

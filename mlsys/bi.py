@@ -53,10 +53,9 @@ def version_marker(settings: Settings) -> Path:
     return settings.bi_database.with_name(f".{settings.bi_database.name}.version")
 
 
-def connect(settings: Settings | None = None, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+def connect(settings: Settings, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     """A connection to the view file whose relative glob resolves against the data folder
     (what docs/bi.md tells BI users to do: `file_search_path` = the folder holding the file)."""
-    settings = settings or Settings.from_env()
     return duckdb.connect(
         str(settings.bi_database),
         read_only=read_only,

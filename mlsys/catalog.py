@@ -43,8 +43,7 @@ def _column_kind(column: dict[str, Any]) -> str | None:
     return None
 
 
-def load_catalog(mart: str, settings: Settings | None = None) -> FeatureCatalog:
-    settings = settings or Settings.from_env()
+def load_catalog(mart: str, settings: Settings) -> FeatureCatalog:
     try:
         path = dbt.ensure_manifest(settings)
     except dbt.ManifestError as exc:

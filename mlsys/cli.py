@@ -81,19 +81,18 @@ def _add_on_demand_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user", default=None, help="API user (default $MLSYS_API_USER; $MLSYS_API_PASSWORD)")
 
 
-def _on_demand_request(args: argparse.Namespace, max_leads: int) -> dict[str, Any]:
+def _on_demand_request(args: argparse.Namespace, max_leads: int, max_bytes: int) -> dict[str, Any]:
     """The request of `--lead-id`/`--payload`/`--as-of`, checked by the rules every door
-    applies (mlsys.input_rules, mlsys.on_demand_request) before anything is sent or scored."""
-    from mlsys import input_rules, on_demand_request
+    applies (mlsys.input_rules, mlsys.on_demand.request) before anything is sent or scored."""
+    from mlsys import input_rules
+    from mlsys.on_demand import request as on_demand_request
 
     leads: list[Any] = [{"lead_id": i} for i in args.lead_id]
     as_of = args.as_of.isoformat() if args.as_of else None
     if args.payload:
         try:
             data = args.payload.read_bytes()
-            loaded = input_rules.decode_json(
-                data, max_bytes=on_demand_request.MAX_BODY_BYTES, what=f"--payload {args.payload}"
-            )
+            loaded = input_rules.decode_json(data, max_bytes=max_bytes, what=f"--payload {args.payload}")
         except OSError as exc:
             raise ValueError(f"cannot read --payload {args.payload}: {exc.strerror or exc}") from None
         except input_rules.InvalidJSON as exc:
@@ -125,7 +124,11 @@ def _score_on_demand(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     try:
         # Through --api the server applies its own lead limit (its MLSYS_ON_DEMAND_MAX_LEADS).
-        request = _on_demand_request(args, sys.maxsize if args.api else settings.on_demand_max_leads)
+        request = _on_demand_request(
+            args,
+            sys.maxsize if args.api else settings.on_demand_max_leads,
+            settings.on_demand_max_body_bytes,
+        )
         if args.api:
             api = client.Client(
                 args.api,
@@ -179,7 +182,16 @@ def _run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     as_of = getattr(args, "as_of", None) or settings.default_as_of()
     if args.command == "generate":
-        from mlsys.generate import generate
+        try:
+            # Laptop tooling (mlsys_local/), in a clone's environment, not in the production image.
+            from mlsys_local.generate import generate
+        except ModuleNotFoundError:
+            print(
+                "mlsys generate: the synthetic CRM generator (mlsys_local/) ships with a clone of "
+                "the repository, not with the production image",
+                file=sys.stderr,
+            )
+            return 1
 
         result = generate(
             args.out or settings.data_dir,
@@ -192,15 +204,7 @@ def _run(args: argparse.Namespace) -> int:
         print(result.summary())
         return 0
     if args.command == "features":
-        # As the DAGs do: raw tables gated, mart built staged, gated, then moved into place.
-        pipeline.gate_raw(as_of, settings, training=args.training)
-        if args.training:
-            built = pipeline.build_training_features(as_of, settings)
-            pipeline.gate_training(as_of, settings, raw=False)
-        else:
-            built = pipeline.build_scoring_features(as_of, settings)
-            pipeline.gate_scoring(as_of, settings, raw=False)
-        print(json.dumps(built))
+        print(json.dumps(pipeline.build_features_gated(as_of, settings, training=args.training)))
         return 0
     if args.command == "validate":
         from mlsys import validation
@@ -223,24 +227,18 @@ def _run(args: argparse.Namespace) -> int:
             return 1
         return 0
     if args.command == "train":
-        # Same order as the retrain DAG: bad raw data never reaches the warehouse.
-        pipeline.gate_raw(as_of, settings, training=True)
-        pipeline.build_training_features(as_of, settings)
-        pipeline.gate_training(as_of, settings, raw=False)
-        decision = pipeline.decide_retrain(as_of, force=args.force, scheduled=False, settings=settings)
-        print(decision.reason)
-        if not decision.train:
-            return 0
-        out = pipeline.train_challenger(
+        decision, trained = pipeline.retrain(
             as_of,
-            settings=settings,
+            settings,
+            force=args.force,
             tune=args.tune,
             use_smote=not args.no_smote,
             class_weights=args.class_weights,
             estimator=args.estimator,
-            trigger="cli",
         )
-        print(out["summary"])
+        print(decision.reason)
+        if trained is not None:
+            print(trained["summary"])
         return 0
     if args.command == "score":
         if args.api or args.lead_id or args.payload:

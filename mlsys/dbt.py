@@ -46,6 +46,7 @@ def env(settings: Settings) -> dict[str, str]:
     return {
         "MLSYS_DATA_DIR": str(settings.data_dir),
         "MLSYS_WAREHOUSE": str(settings.warehouse),
+        "MLSYS_DBT_TARGET": settings.dbt_target,
     }
 
 

@@ -122,12 +122,9 @@ def current_features(as_of: date, settings: Settings, columns: list[str]) -> pd.
     ).df()
 
 
-def drift_report(
-    as_of: date, settings: Settings | None = None, threshold: float | None = None
-) -> DriftReport:
+def drift_report(as_of: date, settings: Settings, threshold: float | None = None) -> DriftReport:
     from scipy import stats
 
-    settings = settings or Settings.from_env()
     threshold = PSI_THRESHOLD if threshold is None else threshold
     champion = registry.alias_version(settings, registry.CHAMPION)
     if champion is None:
@@ -246,7 +243,7 @@ class RealizedPerformance:
 
 
 def realized_performance(
-    as_of: date, settings: Settings | None = None, max_drop: float = 0.05, max_ece: float | None = None
+    as_of: date, settings: Settings, max_drop: float = 0.05, max_ece: float | None = None
 ) -> RealizedPerformance | None:
     """The latest published partition old enough for its labels to be complete (scored at
     least a horizon before `as_of`), joined to the conversions: its realized ROC AUC. None
@@ -256,7 +253,6 @@ def realized_performance(
 
     from mlsys.evaluate import expected_calibration_error
 
-    settings = settings or Settings.from_env()
     max_ece = settings.max_calibration_error if max_ece is None else max_ece
     cutoff = as_of.toordinal() - settings.horizon_days
     candidates = sorted(

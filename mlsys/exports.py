@@ -23,12 +23,11 @@ def top_leads_path(settings: Settings, score_date: date) -> Path:
     return settings.data_dir / "exports" / "top_leads" / f"score_date={score_date.isoformat()}.csv"
 
 
-def export_top_leads(score_date: date, settings: Settings | None = None, n: int = TOP_N) -> dict[str, Any]:
+def export_top_leads(score_date: date, settings: Settings, n: int = TOP_N) -> dict[str, Any]:
     """The `n` highest scores of the published night `score_date` (ties by lead_id) with their
     band, percentile, reasons and model version; fails clearly when the night is not published."""
     import duckdb
 
-    settings = settings or Settings.from_env()
     if n < 1:
         raise ValueError(f"the number of leads to export must be >= 1, got {n}")
     partition = settings.partition_dir(score_date)

@@ -71,7 +71,7 @@ def _failures(result: Any) -> list[str]:
 
 def build(
     as_of: date,
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     selector: str = SCORING_SELECTOR,
     staged: bool = False,
@@ -81,7 +81,6 @@ def build(
     ``staged``: the marts go to ``features/.staging/`` (`Settings.mart_path`), where the gate
     validates them and `promote` moves them into place; the pipeline's builds do this.
     """
-    settings = settings or Settings.from_env()
     if not settings.raw_dir.is_dir():
         raise FeatureBuildError(
             f"no raw landing data under {settings.raw_dir}: run `mlsys generate` or land the "

@@ -5,7 +5,7 @@ send is wrapped and a broken client is logged once, not raised.
 
 `CONTRACT` lists every name mlsys sends. `docker/statsd/mapping.yml` turns each into a
 labelled Prometheus metric, the dashboards and alert rules use only those, and
-tests/test_observability.py holds the three together: add a metric here, in the mapping, and
+tests/integration/test_observability.py holds the three together: add a metric here, in the mapping, and
 (when an operator should see it) on a dashboard.
 """
 
@@ -119,37 +119,36 @@ def _check_contract(name: str, kind: str) -> None:
         log.warning("metric %s (%s) is not in mlsys.metrics.CONTRACT (%s)", name, kind, expected)
 
 
-def _send(method: str, kind: str, name: str, value: float, settings: Settings | None) -> None:
+def _send(method: str, kind: str, name: str, value: float, settings: Settings) -> None:
     try:
         _check_contract(name, kind)
-        s = settings or Settings.from_env()
-        client = _client(s.statsd_host, s.statsd_port, s.statsd_prefix)
+        client = _client(settings.statsd_host, settings.statsd_port, settings.statsd_prefix)
         if client is not None:
             getattr(client, method)(name, value)
     except Exception as exc:  # noqa: BLE001 - metrics must never break the pipeline
         log.debug("statsd %s %s failed: %s", method, name, exc)
 
 
-def gauge(name: str, value: float, settings: Settings | None = None) -> None:
+def gauge(name: str, value: float, settings: Settings) -> None:
     _send("gauge", "gauge", name, float(value), settings)
 
 
-def incr(name: str, count: int = 1, settings: Settings | None = None) -> None:
+def incr(name: str, count: int = 1, *, settings: Settings) -> None:
     _send("incr", "counter", name, count, settings)
 
 
-def timing(name: str, seconds: float, settings: Settings | None = None) -> None:
+def timing(name: str, seconds: float, settings: Settings) -> None:
     """StatsD timers are in milliseconds; callers think in seconds."""
     _send("timing", "timer", name, seconds * 1000.0, settings)
 
 
-def histogram(name: str, value: float, settings: Settings | None = None) -> None:
+def histogram(name: str, value: float, settings: Settings) -> None:
     """An observation that is not a duration (a batch size): the mapping buckets it as is."""
     _send("histogram", "histogram", name, float(value), settings)
 
 
 @contextmanager
-def timed(name: str, settings: Settings | None = None) -> Iterator[None]:
+def timed(name: str, settings: Settings) -> Iterator[None]:
     start = perf_counter()
     try:
         yield
@@ -157,11 +156,11 @@ def timed(name: str, settings: Settings | None = None) -> Iterator[None]:
         timing(name, perf_counter() - start, settings)
 
 
-def scored_table_freshness(settings: Settings | None = None) -> date | None:
+def scored_table_freshness(settings: Settings) -> date | None:
     """After a publish: the newest partition's date and the time of this success, as Unix
     seconds. The newest date on disk, not the date just published, so that a backfill of an
     old date does not look like the nightly partition went missing."""
-    s = settings or Settings.from_env()
+    s = settings
     newest: date | None = None
     try:
         for folder in s.scored_dir.glob("score_date=*"):

@@ -1,7 +1,10 @@
-"""The stages of both DAGs as plain functions: Airflow tasks and the CLI call these.
+"""The stages of both pipelines as plain functions: Airflow tasks and the CLI call these.
 
 Each returns something small and JSON-friendly (it becomes an XCom) and raises with a
-one-line reason on failure.
+one-line reason on failure. The order of the stages is written here once, in
+`SCORING_STAGES` and `TRAINING_STAGES`: the `mlsys` commands run them in that order
+(`build_features_gated`, `score_and_publish`, `retrain`), the DAGs are one task per stage
+with the same names, and `tests/integration/test_dags.py` holds the DAGs to it.
 """
 
 from __future__ import annotations
@@ -19,20 +22,31 @@ from mlsys.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The nightly `score_leads` DAG and `mlsys features` + `mlsys score`, in order.
+SCORING_STAGES = ("validate_raw", "build_features", "validate_features", "plan_scoring", "score", "publish")
+# The weekly `retrain` DAG and `mlsys train`, in order (the DAG then announces a promotion).
+TRAINING_STAGES = (
+    "validate_raw",
+    "build_training_snapshots",
+    "validate_snapshots",
+    "check_drift",
+    "train_and_promote",
+)
 
-def build_scoring_features(as_of: date, settings: Settings | None = None) -> dict[str, Any]:
+
+def build_scoring_features(as_of: date, settings: Settings) -> dict[str, Any]:
     """lead_features of ``as_of``, staged: `gate_scoring` moves it into place if it passes."""
     result = features.build(as_of, settings, selector=features.SCORING_SELECTOR, staged=True)
     return {"as_of": as_of.isoformat(), "rows": result.rows, "seconds": round(result.seconds, 2)}
 
 
-def build_training_features(as_of: date, settings: Settings | None = None) -> dict[str, Any]:
+def build_training_features(as_of: date, settings: Settings) -> dict[str, Any]:
     """training_snapshots of ``as_of``, staged: `gate_training` moves it into place if it passes."""
     result = features.build(as_of, settings, selector=features.TRAINING_SELECTOR, staged=True)
     return {"as_of": as_of.isoformat(), "rows": result.rows, "seconds": round(result.seconds, 2)}
 
 
-def gate_raw(as_of: date, settings: Settings | None = None, *, training: bool = False) -> dict[str, Any]:
+def gate_raw(as_of: date, settings: Settings, *, training: bool = False) -> dict[str, Any]:
     """The raw landing tables through Great Expectations, before dbt reads them.
 
     Scoring reads leads and activities; training also reads conversions (the built-in gate;
@@ -41,12 +55,11 @@ def gate_raw(as_of: date, settings: Settings | None = None, *, training: bool = 
     """
     from mlsys import validation
 
-    settings = settings or Settings.from_env()
     suites = validation.raw_suites(settings, training=training)
     return validation.gate_all([validation.validate_raw(s, settings, as_of=as_of) for s in suites])
 
 
-def gate_scoring(as_of: date, settings: Settings | None = None, *, raw: bool = True) -> dict[str, Any]:
+def gate_scoring(as_of: date, settings: Settings, *, raw: bool = True) -> dict[str, Any]:
     """lead_features (and, unless ``raw=False``, the raw tables) through Great Expectations.
 
     The DAG passes ``raw=False``: its validate_raw task already gated the raw tables before
@@ -54,16 +67,14 @@ def gate_scoring(as_of: date, settings: Settings | None = None, *, raw: bool = T
     """
     from mlsys import validation
 
-    settings = settings or Settings.from_env()
     out = gate_raw(as_of, settings) if raw else {}
     return {**out, **_gate_mart(validation.LEAD_FEATURES, as_of, settings)}
 
 
-def gate_training(as_of: date, settings: Settings | None = None, *, raw: bool = True) -> dict[str, Any]:
+def gate_training(as_of: date, settings: Settings, *, raw: bool = True) -> dict[str, Any]:
     """training_snapshots (and, unless ``raw=False``, the raw tables) through Great Expectations."""
     from mlsys import validation
 
-    settings = settings or Settings.from_env()
     out = gate_raw(as_of, settings, training=True) if raw else {}
     return {**out, **_gate_mart(validation.TRAINING_SNAPSHOTS, as_of, settings)}
 
@@ -91,36 +102,41 @@ def _gate_mart(mart: str, as_of: date, settings: Settings) -> dict[str, Any]:
     return out
 
 
+# Why a retrain trains: the trigger recorded with the model version it produces.
+FORCED, SCHEDULE, NO_CHAMPION, DRIFT, DEGRADED = "forced", "schedule", "no_champion", "drift", "degraded"
+
+
 @dataclass
 class RetrainDecision:
     train: bool
     reason: str
+    # FORCED, SCHEDULE, NO_CHAMPION, DRIFT or DEGRADED when it trains; None when it skips.
+    trigger: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"train": self.train, "reason": self.reason}
+        return {"train": self.train, "reason": self.reason, "trigger": self.trigger}
 
 
-def decide_retrain(
-    as_of: date, *, force: bool, scheduled: bool, settings: Settings | None = None
-) -> RetrainDecision:
+def decide_retrain(as_of: date, *, force: bool, scheduled: bool, settings: Settings) -> RetrainDecision:
     """Train when forced, on the weekly schedule, without a champion, on data drift, or when
     the champion's realized performance has degraded. The drift report is logged to MLflow
     either way, so a skipped week still leaves its evidence."""
     from mlsys import drift
 
-    settings = settings or Settings.from_env()
     if registry.alias_version(settings, registry.CHAMPION) is None:
-        return RetrainDecision(True, "no champion yet")
+        return RetrainDecision(True, "no champion yet", NO_CHAMPION)
     report = drift.drift_report(as_of, settings)
     realized = drift.realized_performance(as_of, settings)
     _log_drift_run(as_of, report, realized, settings)
     evidence = report.summary() + (f"; {realized.summary()}" if realized else "")
     if force:
-        return RetrainDecision(True, f"forced; {evidence}")
+        return RetrainDecision(True, f"forced; {evidence}", FORCED)
     if scheduled:
-        return RetrainDecision(True, f"weekly schedule; {evidence}")
-    if report.detected or (realized is not None and realized.degraded):
-        return RetrainDecision(True, evidence)
+        return RetrainDecision(True, f"weekly schedule; {evidence}", SCHEDULE)
+    if report.detected:
+        return RetrainDecision(True, evidence, DRIFT)
+    if realized is not None and realized.degraded:
+        return RetrainDecision(True, evidence, DEGRADED)
     return RetrainDecision(False, f"skipped: no drift ({evidence})")
 
 
@@ -152,19 +168,19 @@ def _log_drift_run(as_of: date, report: Any, realized: Any, settings: Settings) 
 def train_challenger(
     as_of: date,
     *,
-    settings: Settings | None = None,
+    settings: Settings,
     tune: bool = False,
     use_smote: bool = True,
     class_weights: bool = False,
     estimator: str | None = None,
-    trigger: str = "manual",
+    trigger: str = FORCED,
 ) -> dict[str, Any]:
     """``estimator`` None: the settings' (MLSYS_ESTIMATOR, default logreg). ``class_weights``:
-    weight the classes by inverse frequency ("balanced")."""
+    weight the classes by inverse frequency ("balanced"). ``trigger``: the decision's
+    (`RetrainDecision.trigger`), recorded with the run."""
     from mlsys.model import ModelConfig
     from mlsys.train import train
 
-    settings = settings or Settings.from_env()
     config = ModelConfig(
         estimator=estimator or settings.estimator,
         use_smote=use_smote,
@@ -194,7 +210,7 @@ def train_challenger(
 
 
 def plan_scoring(
-    as_of: date, *, run_id: str, settings: Settings | None = None, allow_cached_champion: bool = False
+    as_of: date, *, run_id: str, settings: Settings, allow_cached_champion: bool = False
 ) -> dict[str, Any]:
     """Pin the champion and the staging folder; one entry per shard for dynamic mapping.
 
@@ -204,7 +220,6 @@ def plan_scoring(
     retries with backoff. `champion_cached` in the plan tells the shards and the log."""
     from mlsys import score
 
-    settings = settings or Settings.from_env()
     with (
         registry.champion_cache(fallback=allow_cached_champion) as policy,
         _output_errors(as_of.isoformat(), settings.staging_dir, passthrough=score.FeaturesMissingError),
@@ -220,7 +235,7 @@ def shards_of(plan: dict[str, Any]) -> list[dict[str, Any]]:
 def score_shard(
     plan: dict[str, Any],
     shard: int,
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     allow_cached_champion: bool = False,
 ) -> dict[str, Any]:
@@ -228,7 +243,6 @@ def score_shard(
     plan made from the cache lets its shards use it at once)."""
     from mlsys import score
 
-    settings = settings or Settings.from_env()
     fallback = allow_cached_champion or bool(plan.get("champion_cached"))
     with registry.champion_cache(fallback=fallback):
         champion = registry.load_version(settings, str(plan["model_version"]))
@@ -237,18 +251,17 @@ def score_shard(
 
 
 def publish_scores(
-    plan: dict[str, Any], shard_results: list[dict[str, Any]], settings: Settings | None = None
+    plan: dict[str, Any], shard_results: list[dict[str, Any]], settings: Settings
 ) -> dict[str, Any]:
     """Rank all shards, swap the partition in atomically, refresh the BI views, metrics."""
     from mlsys import metrics, score
 
-    settings = settings or Settings.from_env()
     score_plan = score.ScorePlan.from_dict(plan)
     # A missing shard file passes through: combine's own message says which.
     with _output_errors(plan["as_of"], plan["staging_dir"], passthrough=FileNotFoundError):
         result = score.combine(score_plan, list(shard_results), settings)
         target = score.publish(score_plan.as_of, score_plan.staging_dir, settings)
-    metrics.incr("score.rows", result.rows, settings)
+    metrics.incr("score.rows", result.rows, settings=settings)
     metrics.timing("score.duration", result.seconds, settings)
     metrics.gauge("score.mean", result.mean_score, settings)
     for band, count in result.band_counts.items():
@@ -273,7 +286,7 @@ def score_and_publish(
     as_of: date,
     *,
     run_id: str = "manual",
-    settings: Settings | None = None,
+    settings: Settings,
     allow_cached_champion: bool = True,
 ) -> dict[str, Any]:
     """The whole scoring step in one process (the CLI). There is no Airflow retry here: after
@@ -285,6 +298,32 @@ def score_and_publish(
         for item in shards_of(plan)
     ]
     return publish_scores(plan, results, settings)
+
+
+def build_features_gated(as_of: date, settings: Settings, *, training: bool = False) -> dict[str, Any]:
+    """The first three stages in one process (`mlsys features`): the raw tables gated, the
+    mart built staged, gated, then moved into place."""
+    gate_raw(as_of, settings, training=training)
+    if training:
+        built = build_training_features(as_of, settings)
+        gate_training(as_of, settings, raw=False)
+    else:
+        built = build_scoring_features(as_of, settings)
+        gate_scoring(as_of, settings, raw=False)
+    return built
+
+
+def retrain(
+    as_of: date, settings: Settings, *, force: bool, **training: Any
+) -> tuple[RetrainDecision, dict[str, Any] | None]:
+    """The training stages in one process (`mlsys train`): gate, snapshots, gate, the decision,
+    and the challenger when the decision says so (`training`: train_challenger's options)."""
+    build_features_gated(as_of, settings, training=True)
+    decision = decide_retrain(as_of, force=force, scheduled=False, settings=settings)
+    if not decision.train:
+        return decision, None
+    trigger = decision.trigger or FORCED  # decide_retrain names one whenever it trains
+    return decision, train_challenger(as_of, settings=settings, trigger=trigger, **training)
 
 
 class OutputWriteError(OSError):

@@ -76,8 +76,9 @@ def client(settings: Settings) -> Any:
     return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
 
 
-def alias_version(settings: Settings, alias: str) -> Any | None:
-    """The model version holding `alias`, or None when no version does.
+def alias_version(settings: Settings, alias: str, *, mlflow_client: Any = None) -> Any | None:
+    """The model version holding `alias`, or None when no version does. `mlflow_client`: an
+    MlflowClient the caller keeps (a server asking every few seconds), else a new one.
 
     Inside `champion_cache(...)` the champion's (version, source) is remembered, and when the
     registry cannot be reached the remembered one is returned if the policy allows it."""
@@ -85,7 +86,8 @@ def alias_version(settings: Settings, alias: str) -> Any | None:
 
     policy = _POLICY.get()
     try:
-        found = client(settings).get_model_version_by_alias(settings.model_name, alias)
+        mlflow_client = mlflow_client or client(settings)
+        found = mlflow_client.get_model_version_by_alias(settings.model_name, alias)
     except Exception as exc:
         if isinstance(exc, MlflowException) and (
             "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", ""))

@@ -1,4 +1,4 @@
-"""Nightly scoring into the scored-leads table (DESIGN section 3).
+"""Nightly scoring into the scored-leads table (its contract: docs/contracts.md, docs/bi.md).
 
 Two steps, so a failure or a kill at any moment leaves readers on the last good partition:
 
@@ -69,7 +69,7 @@ _TYPES: dict[str, pa.DataType] = {
 }
 SCORED_SCHEMA = pa.schema(
     [pa.field(name, typ, metadata={"description": COLUMN_DOCS[name]}) for name, typ in _TYPES.items()],
-    metadata={"mlsys.contract": "scored_leads v1 (DESIGN section 3)"},
+    metadata={"mlsys.contract": "scored_leads v1 (docs/contracts.md and docs/bi.md of mlsys)"},
 )
 
 
@@ -158,10 +158,9 @@ def _features_path(as_of: date, settings: Settings) -> Path:
 
 
 def plan(
-    as_of: date, settings: Settings | None = None, *, run_id: str = "manual", n_shards: int | None = None
+    as_of: date, settings: Settings, *, run_id: str = "manual", n_shards: int | None = None
 ) -> ScorePlan:
     """Pin the champion, clear what killed runs left, and make this run's staging folder."""
-    settings = settings or Settings.from_env()
     _features_path(as_of, settings)
     n_shards = settings.score_shards if n_shards is None else n_shards
     if n_shards < 1:
@@ -183,8 +182,8 @@ UNRANKED_SCHEMA = pa.schema([f for f in SCORED_SCHEMA if f.name != "score_percen
 
 def score_shard(
     score_plan: ScorePlan,
-    shard: int = 0,
-    settings: Settings | None = None,
+    shard: int,
+    settings: Settings,
     *,
     champion: registry.LoadedModel | None = None,
 ) -> dict[str, Any]:
@@ -192,7 +191,6 @@ def score_shard(
 
     Written under a temporary name and renamed, so a retried shard replaces its own file
     and a killed one leaves nothing a later step would pick up."""
-    settings = settings or Settings.from_env()
     if not 0 <= shard < score_plan.n_shards:
         raise ValueError(f"shard {shard} is outside 0..{score_plan.n_shards - 1}")
     start = perf_counter()
@@ -296,13 +294,12 @@ def combine(score_plan: ScorePlan, shard_results: list[dict[str, Any]], settings
 
 def score(
     as_of: date,
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     run_id: str = "manual",
     n_shards: int = 1,
 ) -> ScoreResult:
     """Plan, score every shard in this process, and combine: the whole step without Airflow."""
-    settings = settings or Settings.from_env()
     start = perf_counter()
     score_plan = plan(as_of, settings, run_id=run_id, n_shards=n_shards)
     champion = registry.load_version(settings, score_plan.model_version)
@@ -377,9 +374,8 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, f"renameat2 exchange {a} <-> {b}: {os.strerror(err)}")
 
 
-def publish(as_of: date, staging: Path, settings: Settings | None = None) -> Path:
+def publish(as_of: date, staging: Path, settings: Settings) -> Path:
     """Make the staging folder the partition of `as_of`, replacing any previous one at once."""
-    settings = settings or Settings.from_env()
     staging = Path(staging)
     if not (staging / PART_FILE).exists():
         raise FileNotFoundError(f"staging folder {staging} has no {PART_FILE}: score first")

@@ -9,7 +9,7 @@ runs, so the same code works from a clone, from a test's temporary folder and in
 A process without ``MLSYS_HOME`` that runs under an Airflow home written by mlsys (an
 ``airflow`` CLI command after ``export AIRFLOW_HOME=$PWD/var/airflow``) takes the settings
 recorded in that home's ``airflow.cfg`` (section ``[mlsys]``, written by
-``mlsys.airflow_env`` from the environment of ``make demo`` / ``make airflow``); a variable
+``mlsys_local.airflow_env`` from the environment of ``make demo`` / ``make airflow``); a variable
 set in its own environment still wins. The environment stays the one place each setting is
 given: the section is a copy of it for the processes that did not inherit it.
 """
@@ -24,8 +24,13 @@ from datetime import date
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The largest POST /mlsys/score body read by default (MLSYS_ON_DEMAND_MAX_BODY_BYTES): 100
+# leads with their activities fit in well under 1 MiB.
+DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
 # The section of airflow.cfg that records the settings of the home (see the module doc).
 AIRFLOW_CFG_SECTION = "mlsys"
+# The Data Docs site of every GX context mlsys writes (great_expectations.yml).
+GX_DATA_DOCS_SITE = "local_site"
 
 
 def airflow_cfg_path(environ: Mapping[str, str] | None = None) -> Path | None:
@@ -111,6 +116,8 @@ class Settings:
     # Parts the scoring build splits the leads into for de-duplicating activities (dbt var
     # activity_partitions); 0: from the landed row count (mlsys.features.activity_partitions).
     activity_partitions: int = 0
+    # The dbt profile's target (profiles.yml: dev on a laptop, prod in the compose stack).
+    dbt_target: str = "dev"
     horizon_days: int = 30
     snapshot_weeks: int = 12
     score_batch_size: int = 100_000
@@ -124,10 +131,12 @@ class Settings:
     # Where the realized-performance check reads the outcomes (lead_id, converted_at): a glob
     # under data_dir. A source without a raw conversions table points it at a mart it exports.
     conversions_glob: str = "raw/conversions/*.parquet"
-    # On-demand scoring (mlsys/on_demand.py): leads per request, and how often a running
+    # On-demand scoring (mlsys/on_demand/): leads per request, and how often a running
     # scorer looks for a moved champion alias or changed feature SQL.
     on_demand_max_leads: int = 100
     on_demand_refresh_seconds: float = 5.0
+    # The largest POST /mlsys/score body read (413 beyond).
+    on_demand_max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # Airflow's own notifications (mlsys/notify.py): the chat incoming-webhook URL they are
     # posted to (empty: off), and how long after it is queued a score_leads run should be done
     # (its Deadline Alert; the run's hard limit, dagrun_timeout, is 2 h).
@@ -172,6 +181,17 @@ class Settings:
         """What the gate writes while it runs: validation results, Data Docs, row-count state
         of previous runs, DuckDB spill files. Never in the repo's GX context folder."""
         return self.data_dir / "gx"
+
+    @property
+    def gx_data_docs_dir(self) -> Path:
+        """The Data Docs site the gate's checkpoints update."""
+        return self.gx_runtime_dir / "data_docs" / GX_DATA_DOCS_SITE
+
+    @property
+    def dbt_docs_dir(self) -> Path:
+        """Where `dbt docs generate` goes: beside dbt's target/, not in it, so the pipeline's
+        manifest (the feature catalogue's source) is never rewritten by the docs."""
+        return self.home / "dbt" / "docs"
 
     @property
     def landing_manifest(self) -> Path:
@@ -247,6 +267,7 @@ class Settings:
             "MLSYS_CALIBRATION_FOLDS": self.calibration_folds,
             "MLSYS_EXPERIMENT": self.experiment_name,
             "MLSYS_ACTIVITY_PARTITIONS": self.activity_partitions,
+            "MLSYS_DBT_TARGET": self.dbt_target,
             "MLSYS_HORIZON_DAYS": self.horizon_days,
             "MLSYS_SNAPSHOT_WEEKS": self.snapshot_weeks,
             "MLSYS_SCORE_BATCH_SIZE": self.score_batch_size,
@@ -260,6 +281,7 @@ class Settings:
             "MLSYS_CONVERSIONS": self.conversions_glob,
             "MLSYS_ON_DEMAND_MAX_LEADS": self.on_demand_max_leads,
             "MLSYS_ON_DEMAND_REFRESH_SECONDS": self.on_demand_refresh_seconds,
+            "MLSYS_ON_DEMAND_MAX_BODY_BYTES": self.on_demand_max_body_bytes,
             # A webhook URL can carry a token: airflow.cfg, where it is recorded, is mode 0600.
             "MLSYS_ALERT_WEBHOOK_URL": self.alert_webhook_url,
             "MLSYS_NIGHTLY_DEADLINE_MINUTES": self.nightly_deadline_minutes,
@@ -291,6 +313,7 @@ class Settings:
             calibration_folds=_env_int(env, "MLSYS_CALIBRATION_FOLDS", 0),
             experiment_name=_env(env, "MLSYS_EXPERIMENT", "lead_scoring"),
             activity_partitions=_env_int(env, "MLSYS_ACTIVITY_PARTITIONS", 0),
+            dbt_target=_env(env, "MLSYS_DBT_TARGET", "dev"),
             horizon_days=_env_int(env, "MLSYS_HORIZON_DAYS", 30),
             snapshot_weeks=_env_int(env, "MLSYS_SNAPSHOT_WEEKS", 12),
             score_batch_size=_env_int(env, "MLSYS_SCORE_BATCH_SIZE", 100_000),
@@ -304,6 +327,7 @@ class Settings:
             conversions_glob=_env(env, "MLSYS_CONVERSIONS", "raw/conversions/*.parquet"),
             on_demand_max_leads=_env_int(env, "MLSYS_ON_DEMAND_MAX_LEADS", 100),
             on_demand_refresh_seconds=_env_float(env, "MLSYS_ON_DEMAND_REFRESH_SECONDS", 5.0),
+            on_demand_max_body_bytes=_env_int(env, "MLSYS_ON_DEMAND_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             alert_webhook_url=_env(env, "MLSYS_ALERT_WEBHOOK_URL", ""),
             nightly_deadline_minutes=_env_float(env, "MLSYS_NIGHTLY_DEADLINE_MINUTES", 60.0),
         )

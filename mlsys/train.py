@@ -247,7 +247,7 @@ def tune(
 
 def train(
     as_of: date,
-    settings: Settings | None = None,
+    settings: Settings,
     config: ModelConfig | None = None,
     *,
     do_tune: bool = False,
@@ -258,7 +258,6 @@ def train(
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    settings = settings or Settings.from_env()
     config = config or ModelConfig()
     catalog = load_catalog("training_snapshots", settings)
     numeric, categorical = list(catalog.numeric), list(catalog.categorical)

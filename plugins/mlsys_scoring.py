@@ -9,10 +9,10 @@ it). The probe is public on purpose, like Airflow's `/api/v2/monitor/health`: it
 whether the warm-up has finished and a champion is loaded, so a container healthcheck needs
 no secret.
 
-The scorer is the one the `score_on_demand` DAG uses (`mlsys.on_demand.Scorer`), kept hot in
+The scorer is the one the `score_on_demand` DAG uses (`mlsys.on_demand.scorer.Scorer`), kept hot in
 the api-server process. It is loaded at start-up: Airflow 3.3's api-server enters the
 lifespan of every mounted FastAPI app, and this app's lifespan starts the warm-up
-(`mlsys.on_demand_serving.WarmUp`: champion, compiled feature SQL, published features) on a
+(`mlsys.on_demand.serving.WarmUp`: champion, compiled feature SQL, published features) on a
 thread, so the server answers at once and the first request is as fast as the next.
 
 Every Airflow process imports plugin modules, task processes included, so this module
@@ -23,30 +23,29 @@ which only the api-server (and `airflow plugins`) does.
 # No `from __future__ import annotations` here: FastAPI reads the route signatures, and
 # `Request`, imported inside build_apps, must be a class there, not an unresolvable string.
 import functools
-import os
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
 URL_PREFIX = "/mlsys"
 HEALTH_PREFIX = "/mlsys-health"
-# 100 leads with their activities fit in well under 1 MiB; a bigger body is refused (413)
-# without being kept in memory: it is read and dropped up to DRAIN_BYTES so the client gets the
+# A body larger than MLSYS_ON_DEMAND_MAX_BODY_BYTES is refused (413) without being kept in
+# memory: it is read and dropped up to DRAIN_FACTOR times the limit so the client gets the
 # answer instead of a broken pipe, and beyond that the connection is simply not read further.
-MAX_BODY_BYTES = int(os.environ.get("MLSYS_ON_DEMAND_MAX_BODY_BYTES", str(2 * 1024 * 1024)))
-DRAIN_BYTES = 16 * MAX_BODY_BYTES
+DRAIN_FACTOR = 16
 
 
-async def read_body(request: Any, limit: int = MAX_BODY_BYTES) -> bytes | None:
+async def read_body(request: Any, limit: int) -> bytes | None:
     """The request body, or None when it is larger than `limit` (declared or streamed)."""
+    drain = DRAIN_FACTOR * limit
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > DRAIN_BYTES:
+    if declared is not None and declared.isdigit() and int(declared) > drain:
         return None
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > DRAIN_BYTES:
+        if size > drain:
             return None
         if size <= limit:
             chunks.append(chunk)
@@ -63,10 +62,16 @@ def build_apps() -> tuple[Any, Any]:
     from fastapi.responses import JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
 
-    from mlsys import on_demand, on_demand_schema, on_demand_serving
     from mlsys.access import requires_on_demand_access
+    from mlsys.on_demand import schema as on_demand_schema
+    from mlsys.on_demand import serving as on_demand_serving
+    from mlsys.on_demand.scorer import Scorer
+    from mlsys.settings import Settings
 
-    scorer = on_demand.get_scorer()
+    # The api-server process owns one scorer for its lifetime (built here, at the edge).
+    settings = Settings.from_env()
+    scorer = Scorer(settings)
+    max_body = settings.on_demand_max_body_bytes
     warm_up = on_demand_serving.WarmUp(scorer)
 
     @contextlib.asynccontextmanager
@@ -117,10 +122,10 @@ def build_apps() -> tuple[Any, Any]:
         Results in request order; every refusal is an ErrorBody naming each problem's path."""
         rid = on_demand_serving.request_id(request.headers)
         warm_up.start()  # no-op once the lifespan started it
-        body = await read_body(request)
+        body = await read_body(request, max_body)
         # Parsing and scoring are CPU work (JSON, numpy, DuckDB): off the event loop.
         return answer(
-            await run_in_threadpool(on_demand_serving.answer_score, scorer, body, rid, MAX_BODY_BYTES), rid
+            await run_in_threadpool(on_demand_serving.answer_score, scorer, body, rid, max_body), rid
         )
 
     @app.get(

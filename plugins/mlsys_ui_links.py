@@ -29,19 +29,18 @@ def build_app() -> Any:
     from fastapi import Depends, FastAPI, HTTPException
     from fastapi.responses import FileResponse, HTMLResponse
 
-    from mlsys.airflow_env import dbt_docs_dir, gx_data_docs_dir
     from mlsys.settings import Settings
 
     settings = Settings.from_env()
     sites = {
         "dbt": (
             "dbt docs",
-            dbt_docs_dir(settings),
+            settings.dbt_docs_dir,
             "`make airflow` generates them at start (`dbt docs generate`); this start skipped or failed it",
         ),
         "gx": (
             "GX Data Docs",
-            gx_data_docs_dir(settings),
+            settings.gx_data_docs_dir,
             "the Great Expectations gate writes them on the first DAG run (or `mlsys validate`)",
         ),
     }
@@ -49,6 +48,10 @@ def build_app() -> Any:
         title="mlsys docs",
         description="dbt docs and GX Data Docs of this MLSYS_HOME",
         dependencies=[Depends(requires_authenticated())],
+        # FastAPI's own schema and docs routes skip the app's dependencies: they would be public.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
 
     def serve(site: str, path: str) -> Any:

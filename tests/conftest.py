@@ -25,8 +25,8 @@ os.environ["MLSYS_HOME"] = str(SESSION_HOME)
 os.environ.setdefault("MLSYS_STATSD_PORT", "18125")
 os.environ["MLSYS_SNAPSHOT_WEEKS"] = "8"
 
-from mlsys.airflow_env import airflow_environ  # noqa: E402
 from mlsys.settings import Settings  # noqa: E402
+from mlsys_local.airflow_env import airflow_environ  # noqa: E402
 
 # Writes the session home's airflow.cfg (what Airflow reads) and points this process at it.
 os.environ.update(airflow_environ(Settings.from_env()))
@@ -44,7 +44,7 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def crm(settings: Settings) -> Path:
     """A small synthetic CRM in the raw landing contract, generated once."""
-    from mlsys.generate import generate
+    from mlsys_local.generate import generate
 
     if not (settings.raw_dir / "leads").exists():
         generate(settings.data_dir, n_leads=TEST_LEADS, seed=7, end_date=AS_OF)
@@ -54,7 +54,7 @@ def crm(settings: Settings) -> Path:
 @pytest.fixture(scope="session")
 def airflow_db(settings: Settings) -> dict[str, str]:
     """The session's Airflow metadata DB, migrated, with the warehouse pool."""
-    from mlsys.airflow_env import init_airflow
+    from mlsys_local.airflow_env import init_airflow
 
     return init_airflow(settings)
 
@@ -62,11 +62,26 @@ def airflow_db(settings: Settings) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def published(crm: Path, airflow_db: dict[str, str], settings: Settings) -> Path:
     """A champion (forced retrain) and the partition of AS_OF, both through Airflow."""
-    from mlsys.demo import run_dag
+    from mlsys_local.demo import run_dag
 
     run_dag("retrain", AS_OF, {"force": True})
     run_dag("score_leads", AS_OF)
     return settings.partition_dir(AS_OF)
+
+
+@pytest.fixture
+def night_restored(published: Path, settings: Settings, tmp_path: Path) -> Iterator[Path]:
+    """For a test that re-publishes the session's night: the DAG's partition is copied aside
+    and published back afterwards (the same way), so tests that read its run id or rows do
+    not depend on the order tests run in."""
+    from mlsys import score
+
+    original = settings.staging_dir / f"restore-{tmp_path.name}"
+    shutil.copytree(published, original)
+    try:
+        yield published
+    finally:
+        score.publish(AS_OF, original, settings)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ and the values at the edges of every rule (timestamps near years 1 and 9999 with
 integers around 2^53 and 2^63, lone surrogates, deep nesting).
 
 Example counts are bounded so `make test` stays fast; `FUZZ_EXAMPLES=<n>` scales every test
-here up for a longer hunt (e.g. `FUZZ_EXAMPLES=2000 .venv/bin/pytest tests/test_input_fuzz.py`).
+here up for a longer hunt (e.g. `FUZZ_EXAMPLES=2000 .venv/bin/pytest tests/integration/test_input_fuzz.py`).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@
 # Every variable the template names must be set, and not to .env.example's CHANGE_ME. A value
 # written into the config lands in a double-quoted YAML string: a quote, a backslash or a line
 # break would end it early, so such a value is refused; `${file:NAME}` values may hold anything.
-# tests/test_alert_delivery.py runs this script with Debian's Alertmanager.
+# tests/stack/test_alert_delivery.py runs this script with Debian's Alertmanager.
 set -eu
 
 die() {

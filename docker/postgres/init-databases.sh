@@ -5,7 +5,7 @@
 #   mlflow   -> mlflow       (MLflow tracking store and model registry)
 #               mlflow_auth  (MLflow basic-auth users and permissions)
 # Passwords come from the environment (compose passes them from .env) as psql variables, so
-# any character is quoted correctly. tests/test_postgres_celery.py runs this same script
+# any character is quoted correctly. tests/stack/test_postgres_celery.py runs this same script
 # against a throwaway cluster (PGHOST/PGPORT set, POSTGRES_USER the superuser).
 set -euo pipefail
 : "${AIRFLOW_DB_PASSWORD:?AIRFLOW_DB_PASSWORD is not set}"

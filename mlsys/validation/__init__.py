@@ -27,7 +27,7 @@ The package, by job:
 
 Committed vs runtime: the suites live as GX 1.x files in the File Data Context at
 ``<repo>/great_expectations/``; after editing the definitions run
-``python -m mlsys.validation write-context`` (``tests/test_validation.py`` fails while the two
+``python -m mlsys.validation write-context`` (``tests/integration/test_validation.py`` fails while the two
 disagree). Validation results, Data Docs, row-count state and DuckDB spill files go to
 ``settings.gx_runtime_dir`` (``$MLSYS_DATA_DIR/gx``), never into the repo.
 
@@ -113,7 +113,7 @@ def _pattern(parquet_glob: str | Path) -> str:
 def validate_parquet(
     suite: str,
     parquet_glob: str | Path,
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     run_time: datetime | None = None,
     as_of: date | None = None,
@@ -127,7 +127,6 @@ def validate_parquet(
     time's date) anchors the freshness warnings and, for the marts, picks the row-drop
     baseline among earlier or equal dates.
     """
-    settings = settings or Settings.from_env()
     spec = gate_spec(settings)
     if suite not in spec.suites:
         raise ValueError(f"unknown suite {suite!r}; expected one of {', '.join(spec.suites)}")
@@ -145,23 +144,21 @@ def validate_parquet(
     return report
 
 
-def validate_mart(mart: str, as_of: date, settings: Settings | None = None) -> ValidationReport:
+def validate_mart(mart: str, as_of: date, settings: Settings) -> ValidationReport:
     """A mart's file of ``as_of`` against the suite of the same name: a staged build waiting
     for this gate (features.build(staged=True)), else the file in place."""
-    settings = settings or Settings.from_env()
     return validate_parquet(mart, settings.mart_path_to_gate(mart, as_of), settings, as_of=as_of)
 
 
 def validate_raw(
     suite: str,
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     as_of: date | None = None,
     run_time: datetime | None = None,
 ) -> ValidationReport:
     """One raw landing table (``raw_leads``, ``raw_activities``, ``raw_conversions`` in the
     built-in gate; whatever the context's ``mlsys_gate.yml`` declares otherwise)."""
-    settings = settings or Settings.from_env()
     spec = gate_spec(settings)
     raw = {name: s for name, s in spec.suites.items() if s.input}
     if suite not in raw:
@@ -209,7 +206,7 @@ def gate_all(reports: Sequence[ValidationReport]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def _emit_metrics(report: ValidationReport, settings: Settings | None = None) -> None:
+def _emit_metrics(report: ValidationReport, settings: Settings) -> None:
     """METRICS HOOK: publish the gate's outcome through ``mlsys.metrics`` (its CONTRACT lists the names).
 
     ``mlsys.validation.success`` (gauge 0/1) and ``mlsys.validation.failed_expectations``

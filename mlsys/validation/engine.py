@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from mlsys.settings import GX_DATA_DOCS_SITE as DATA_DOCS_SITE
 from mlsys.settings import Settings
 from mlsys.validation.preflight import failed_report, first_line, read_input_sql, sql_str
 from mlsys.validation.report import ValidationReport, build_report
@@ -32,7 +33,6 @@ from mlsys.validation.state import baseline_row_count, read_state, row_count_flo
 
 logger = logging.getLogger(__name__)
 
-DATA_DOCS_SITE = "local_site"
 RUNTIME_DIR_VARIABLE = "MLSYS_GX_RUNTIME_DIR"
 _DUCKDB_MEMORY_LIMIT = "256MB"  # DuckDB spills to <data_dir>/gx/tmp beyond this
 _DUCKDB_THREADS = 2

@@ -131,12 +131,11 @@ def load_gate_spec(root: Path) -> GateSpec:
     return GateSpec(suites, expectations)
 
 
-def gate_spec(settings: Settings | None = None) -> GateSpec:
-    settings = settings or Settings.from_env()
+def gate_spec(settings: Settings) -> GateSpec:
     return load_gate_spec(Path(settings.gx_context_dir))
 
 
-def raw_suites(settings: Settings | None = None, *, training: bool = False) -> tuple[str, ...]:
+def raw_suites(settings: Settings, *, training: bool = False) -> tuple[str, ...]:
     """The raw suites that gate scoring (or, with ``training``, retraining) in this context."""
     return gate_spec(settings).raw_suites(training=training)
 

@@ -1,0 +1,67 @@
+"""Every `MLSYS_*` variable the code reads is documented in docs/configuration.md, and every
+documented one is read somewhere: the page is the one list a user has."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mlsys.settings import REPO_ROOT
+
+VARIABLE = re.compile(r"\bMLSYS_[A-Z0-9_]*[A-Z0-9]\b")
+# Where a variable can be read: the code, the dbt projects (env_var), the stack, the Makefile,
+# the test session's own switch.
+READERS = (
+    "mlsys/**/*.py",
+    "mlsys_local/**/*.py",
+    "dags/*.py",
+    "plugins/*.py",
+    "sql/**/*.sql",
+    "sql/**/*.yml",
+    "sources/*/dbt/**/*.sql",
+    "sources/*/dbt/**/*.yml",
+    "sources/*/*.env",
+    "docker/**/*.sh",
+    "docker-compose.yaml",
+    "Makefile",
+    ".env.example",
+    "tests/conftest.py",
+)
+
+
+def _read_by_code() -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for pattern in READERS:
+        for path in REPO_ROOT.glob(pattern):
+            if "/target/" in str(path) or not path.is_file():
+                continue
+            for name in VARIABLE.findall(path.read_text(errors="replace")):
+                found.setdefault(name, set()).add(str(path.relative_to(REPO_ROOT)))
+    return found
+
+
+def _documented() -> set[str]:
+    page = (REPO_ROOT / "docs" / "configuration.md").read_text()
+    # A variable is documented where a table row names it in code spans.
+    rows = [line for line in page.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in VARIABLE.findall(row.split("|")[1])}
+
+
+def test_every_variable_the_code_reads_is_documented() -> None:
+    missing = {name: sorted(where) for name, where in _read_by_code().items() if name not in _documented()}
+    assert missing == {}, "document these in docs/configuration.md"
+
+
+def test_every_documented_variable_is_read() -> None:
+    assert sorted(_documented() - set(_read_by_code())) == []
+
+
+def test_the_settings_object_reads_each_of_its_variables_once() -> None:
+    """`Settings.environ()` round-trips: every variable `from_env` reads is one it writes."""
+    source = (REPO_ROOT / "mlsys" / "settings.py").read_text()
+    from_env = source[source.index("def from_env") :]
+    read = set(VARIABLE.findall(from_env))
+    environ = source[source.index("def environ") : source.index("def from_env")]
+    written = set(VARIABLE.findall(environ))
+    assert read == written, (sorted(read - written), sorted(written - read))
+    assert Path(REPO_ROOT / "docs" / "configuration.md").is_file()
