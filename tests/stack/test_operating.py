@@ -86,11 +86,18 @@ class Clone:
         return list(self.local.api("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100")["dag_runs"])
 
     def wait_runs(self, dag_id: str, done: Any, timeout: float, what: str) -> list[dict[str, Any]]:
+        import httpx
+
         deadline = time.monotonic() + timeout
         while True:
             self.local.check_alive()
-            runs = self.runs(dag_id)
-            if done(runs):
+            try:
+                runs = self.runs(dag_id)
+            except httpx.TimeoutException:
+                # A busy machine can keep SQLite's one writer long enough to time one poll
+                # out; the deadline below still bounds the wait.
+                runs = []
+            if runs and done(runs):
                 return runs
             if time.monotonic() > deadline:
                 raise AssertionError(f"{what} not done after {timeout:.0f}s: {runs}\n{self.logs()}")
@@ -213,7 +220,9 @@ def test_backfill_three_nights_one_already_scored_then_the_consumer(clone: Clone
     # One night first: the night the range below finds already scored.
     first = clone.sh_again_if_locked(BACKFILL_ONE)
     assert first.returncode == 0, first.stderr[-3000:]
-    clone.wait_runs("score_leads", backfilled(1), timeout=600, what="the one-night backfill")
+    runs = clone.wait_runs("score_leads", backfilled(1), timeout=600, what="the one-night backfill")
+    [one] = [r for r in runs if r["run_type"] == "backfill"]
+    assert one["state"] == "success", f"{one}\n{clone.logs()}"
     # One backfill per DAG at a time: the next waits until the scheduler closes this one.
     deadline = time.monotonic() + 120
     while any(
