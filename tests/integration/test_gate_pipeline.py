@@ -42,7 +42,7 @@ def gate_home(tmp_path_factory: pytest.TempPathFactory, crm: Path, airflow_db: d
     root = tmp_path_factory.mktemp("gate-home")
     shutil.copytree(crm / "raw", root / "data" / "raw")
     shutil.copytree(crm / "raw", root / "pristine-raw")
-    tracking_uri = mlflow.get_tracking_uri()
+    tracking_uri, registry_uri = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLSYS_HOME", str(root))
         for name in ("MLSYS_DATA_DIR", "MLSYS_WAREHOUSE", "MLFLOW_TRACKING_URI"):
@@ -52,7 +52,9 @@ def gate_home(tmp_path_factory: pytest.TempPathFactory, crm: Path, airflow_db: d
         run_dag("score_leads", AS_OF)
         assert list(settings.partition_dir(AS_OF).glob("*.parquet")), "set-up published nothing"
         yield settings
-    mlflow.set_tracking_uri(tracking_uri)  # the rest of the session uses its own store
+    # The rest of the session uses its own store: both of MLflow's process-wide URIs go back.
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(registry_uri)
 
 
 @pytest.fixture
