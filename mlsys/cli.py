@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if name in ("features", "validate"):
             p.add_argument("--training", action="store_true", help="the training snapshots mart")
+        if name == "features":
+            p.add_argument(
+                "--full-refresh",
+                action="store_true",
+                help="rebuild the de-duplicated activities from every landing file (dbt --full-refresh)",
+            )
         if name == "score":
             _add_on_demand_options(p)
 
@@ -204,7 +210,7 @@ def _run(args: argparse.Namespace) -> int:
         print(result.summary())
         return 0
     if args.command == "features":
-        print(json.dumps(pipeline.build_features_gated(as_of, settings, training=args.training)))
+        print(json.dumps(pipeline.build_features_gated(as_of, settings, training=args.training, full_refresh=args.full_refresh)))
         return 0
     if args.command == "validate":
         from mlsys import validation

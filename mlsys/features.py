@@ -75,11 +75,16 @@ def build(
     *,
     selector: str = SCORING_SELECTOR,
     staged: bool = False,
+    full_refresh: bool = False,
+    extra_vars: dict[str, Any] | None = None,
 ) -> FeatureBuildResult:
     """``dbt build --select <selector>`` as of ``as_of``; raises FeatureBuildError on failure.
 
     ``staged``: the marts go to ``features/.staging/`` (`Settings.mart_path`), where the gate
     validates them and `promote` moves them into place; the pipeline's builds do this.
+    ``full_refresh``: ``--full-refresh``, the incremental stg_activities rebuilt from every
+    landing file (docs/data-engineering.md). ``extra_vars``: more dbt vars
+    (``rebuild_activities_from``/``_to``: a window of dates re-read from every file).
     """
     if not settings.raw_dir.is_dir():
         raise FeatureBuildError(
@@ -95,7 +100,11 @@ def build(
         # DuckDB's COPY does not create folders.
         path.parent.mkdir(parents=True, exist_ok=True)
     dbt_vars = dbt.build_vars(
-        settings, as_of, stage_features=staged, activity_partitions=activity_partitions(settings)
+        settings,
+        as_of,
+        stage_features=staged,
+        activity_partitions=activity_partitions(settings) if full_refresh else 1,
+        **(extra_vars or {}),
     )
     # cautious: a test runs only when all the models it reads are selected (the marts are
     # built separately by scoring and by retrain).
@@ -108,6 +117,7 @@ def build(
         "cautious",
         "--vars",
         json.dumps(dbt_vars),
+        *(["--full-refresh"] if full_refresh else []),
     )
     log.info("dbt %s", " ".join(args))
     with dbt.warehouse_lock(settings):
@@ -154,7 +164,7 @@ def build(
     return built
 
 
-# Activities per part when the scoring build splits the de-duplication by lead (measured,
+# Activities per part when a full refresh of stg_activities splits the de-duplication by lead (measured,
 # 2 cores, 1.5 GB DuckDB limit: 30M activities gain nothing from splitting; 150M and 300M are
 # fastest in 8 parts, 16 is slower again: every part re-reads the files).
 ACTIVITIES_PER_PARTITION = 20_000_000

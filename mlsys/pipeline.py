@@ -34,15 +34,20 @@ TRAINING_STAGES = (
 )
 
 
-def build_scoring_features(as_of: date, settings: Settings) -> dict[str, Any]:
-    """lead_features of ``as_of``, staged: `gate_scoring` moves it into place if it passes."""
-    result = features.build(as_of, settings, selector=features.SCORING_SELECTOR, staged=True)
+def build_scoring_features(as_of: date, settings: Settings, *, full_refresh: bool = False) -> dict[str, Any]:
+    """lead_features of ``as_of``, staged: `gate_scoring` moves it into place if it passes.
+    ``full_refresh``: rebuild the incremental activities from every landing file first."""
+    result = features.build(
+        as_of, settings, selector=features.SCORING_SELECTOR, staged=True, full_refresh=full_refresh
+    )
     return {"as_of": as_of.isoformat(), "rows": result.rows, "seconds": round(result.seconds, 2)}
 
 
-def build_training_features(as_of: date, settings: Settings) -> dict[str, Any]:
+def build_training_features(as_of: date, settings: Settings, *, full_refresh: bool = False) -> dict[str, Any]:
     """training_snapshots of ``as_of``, staged: `gate_training` moves it into place if it passes."""
-    result = features.build(as_of, settings, selector=features.TRAINING_SELECTOR, staged=True)
+    result = features.build(
+        as_of, settings, selector=features.TRAINING_SELECTOR, staged=True, full_refresh=full_refresh
+    )
     return {"as_of": as_of.isoformat(), "rows": result.rows, "seconds": round(result.seconds, 2)}
 
 
@@ -300,15 +305,18 @@ def score_and_publish(
     return publish_scores(plan, results, settings)
 
 
-def build_features_gated(as_of: date, settings: Settings, *, training: bool = False) -> dict[str, Any]:
+def build_features_gated(
+    as_of: date, settings: Settings, *, training: bool = False, full_refresh: bool = False
+) -> dict[str, Any]:
     """The first three stages in one process (`mlsys features`): the raw tables gated, the
-    mart built staged, gated, then moved into place."""
+    mart built staged, gated, then moved into place. ``full_refresh``: the incremental
+    activities rebuilt from every landing file (`mlsys features --full-refresh`)."""
     gate_raw(as_of, settings, training=training)
     if training:
-        built = build_training_features(as_of, settings)
+        built = build_training_features(as_of, settings, full_refresh=full_refresh)
         gate_training(as_of, settings, raw=False)
     else:
-        built = build_scoring_features(as_of, settings)
+        built = build_scoring_features(as_of, settings, full_refresh=full_refresh)
         gate_scoring(as_of, settings, raw=False)
     return built
 

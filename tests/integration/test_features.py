@@ -91,11 +91,14 @@ def test_model_rows_and_timings_go_to_statsd(
     known = duckdb.sql(
         f"select count(distinct lead_id) from read_parquet('{settings.raw_dir}/leads/*.parquet')"
     ).fetchall()[0][0]
-    # stg_leads is a table (count from the warehouse), lead_features a Parquet export (count
-    # from its footer); views and ephemeral models hold no rows to count.
+    # stg_leads and stg_activities are tables (counts from the warehouse), lead_features a
+    # Parquet export (count from its footer); ephemeral models hold no rows to count.
     assert built.model_rows["stg_leads"] == known
     assert built.model_rows["lead_features"] == built.rows["lead_features"]
-    assert "stg_activities" not in built.model_rows
+    assert 0 < built.model_rows["stg_activities"] <= duckdb.sql(
+        f"select count(*) from read_parquet('{settings.raw_dir}/activities/*.parquet')"
+    ).fetchall()[0][0]
+    assert "int_scoring_activity_windows" not in built.model_rows
     packets = [line.replace("|", ":").split(":") for line in _received(statsd)]
     gauges = {name: float(value) for name, value, kind in packets if kind == "g"}
     assert gauges["mlsys.features.model_rows.stg_leads"] == known
@@ -203,13 +206,14 @@ def test_duplicates_count_once_and_other_types_still_count(
     ).fetchall()[0][0]
     assert other == (leads_7, 0)
 
-    # The same build with the leads split into 3 parts for the de-duplication (what a CRM of
-    # over 60M activities gets): the same rows, duplicates and other types included.
+    # The same build after a full refresh with the leads split into 3 parts for the
+    # de-duplication (what a CRM of over 60M activities gets): the same rows, duplicates and
+    # other types included.
     whole = s.lead_features_path(AS_OF).with_name("whole.parquet")
     shutil.copyfile(s.lead_features_path(AS_OF), whole)
     assert features.activity_partitions(s) == 1  # 90k activities: one part
-    features.build(AS_OF, replace(s, activity_partitions=3), selector=features.SCORING_SELECTOR)
-    compiled = next(s.dbt_target_dir.glob("compiled/**/marts/lead_features.sql")).read_text()
+    features.build(AS_OF, replace(s, activity_partitions=3), selector=features.SCORING_SELECTOR, full_refresh=True)
+    compiled = next(s.dbt_target_dir.glob("compiled/**/staging/stg_activities.sql")).read_text()
     assert "hash(cast(lead_id as bigint)) % 3 = 2" in compiled
     split = s.lead_features_path(AS_OF)
     differing = duckdb.sql(
