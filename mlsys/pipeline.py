@@ -87,9 +87,19 @@ def gate_training(as_of: date, settings: Settings, *, raw: bool = True) -> dict[
 def _gate_mart(mart: str, as_of: date, settings: Settings) -> dict[str, Any]:
     """Validate the mart (a staged build if there is one) and move a staged file that passes
     into place. One that fails stays staged, for a look; the file in place, the one the last
-    passing build made and a published night may have been scored from, is untouched."""
-    from mlsys import validation
+    passing build made and a published night may have been scored from, is untouched.
 
+    A file in place that already passed this suite (`validation.passes`: same bytes, same
+    suite) is not validated again: `mlsys score` after `mlsys features` pays the gate once."""
+    from mlsys import validation
+    from mlsys.validation import passes
+
+    in_place = settings.mart_path(mart, as_of)
+    if not settings.mart_path(mart, as_of, staged=True).exists():
+        recorded = passes.passed_before(mart, in_place, settings)
+        if recorded is not None:
+            log.info("%s of %s already passed its gate (%s): not validated again", mart, as_of, in_place)
+            return {mart: {**recorded, "already_passed": True}}
     try:
         out = validation.gate_all([validation.validate_mart(mart, as_of, settings)])
     except validation.DataValidationError:
@@ -104,6 +114,7 @@ def _gate_mart(mart: str, as_of: date, settings: Settings) -> dict[str, Any]:
             )
         raise
     features.promote(mart, as_of, settings)
+    passes.record_pass(mart, in_place, settings, out[mart])
     return out
 
 
