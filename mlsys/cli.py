@@ -39,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=42)
     g.add_argument("--end-date", type=_date, default=date(2026, 6, 1))
     g.add_argument("--activities-per-lead", type=float, default=30.0)
+    g.add_argument("--history-days", type=int, default=365, help="days of history before --end-date")
+    g.add_argument(
+        "--daily-files",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the last N days' activities as one file per day (day-<date>.parquet), as nightly landings",
+    )
 
     for name, text in (
         ("features", "gated dbt build of lead_features (--training: training_snapshots)"),
@@ -206,6 +214,8 @@ def _run(args: argparse.Namespace) -> int:
             end_date=args.end_date,
             horizon_days=settings.horizon_days,
             activities_per_lead=args.activities_per_lead,
+            history_days=args.history_days,
+            daily_files=args.daily_files,
         )
         print(result.summary())
         return 0

@@ -126,7 +126,7 @@ def build(
                 # An earlier build's file that failed its gate: must not pass for this one's.
                 path.unlink(missing_ok=True)
         start = perf_counter()
-        result = dbt.run(args, settings)
+        result = dbt.run(args, settings, progress=True)
         seconds = perf_counter() - start
         if result.exception is None and result.success:
             models = [r.node for r in result.result.results if r.node.resource_type == "model"]

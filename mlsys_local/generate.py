@@ -57,6 +57,7 @@ from numpy.random import PCG64, Generator, SeedSequence
 from numpy.typing import NDArray
 
 from mlsys.contract import ACTIVITIES, CONVERSIONS, LEADS, raw_contract
+from mlsys.progress import Progress
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -428,6 +429,39 @@ def _activities_chunk(
     )
 
 
+class _DailyFiles:
+    """The activities of the last ``days`` days before ``end_date``, one file per day,
+    written chunk by chunk (one open writer per day, so memory stays one chunk)."""
+
+    def __init__(self, folder: Path, end_date: date, days: int) -> None:
+        self.folder = folder
+        self.end_date = end_date
+        self.days = days
+        self.writers: dict[date, pq.ParquetWriter] = {}
+
+    def take(self, table: pa.Table) -> pa.Table:
+        """Write the rows of the daily window to their days' files; return the others."""
+        if self.days <= 0 or table.num_rows == 0:
+            return table
+        start = datetime.combine(self.end_date - timedelta(days=self.days), datetime.min.time())
+        occurred = table.column("occurred_at")
+        recent = pc.greater_equal(occurred, pa.scalar(start, occurred.type))
+        days = pc.cast(pc.floor_temporal(occurred, unit="day"), pa.date32())
+        for offset in range(self.days):
+            day = self.end_date - timedelta(days=self.days - offset)
+            rows = table.filter(pc.and_(recent, pc.equal(days, pa.scalar(day, pa.date32()))))
+            if rows.num_rows:
+                if day not in self.writers:
+                    path = self.folder / f"day-{day.isoformat()}.parquet"
+                    self.writers[day] = pq.ParquetWriter(path, table.schema, compression=COMPRESSION)
+                self.writers[day].write_table(rows, row_group_size=ROW_GROUP_SIZE)
+        return table.filter(pc.invert(recent))
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
 def _write(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression=COMPRESSION, row_group_size=ROW_GROUP_SIZE)
@@ -487,8 +521,15 @@ def generate(
     horizon_days: int = 30,
     history_days: int = 365,
     activities_per_lead: float = 30.0,
+    daily_files: int = 0,
 ) -> GenerateResult:
     """Write the raw landing contract and the oracle under ``out_dir``.
+
+    ``daily_files`` > 0: the activities of the last that many days before ``end_date`` go to
+    one file per day, ``activities/day-<date>.parquet``, as a CRM landing one export a night
+    would leave them; the rest stay in the part files. Moving the last day's file aside and
+    back is how the benchmarks land "one more day" (benchmarks/README.md). Progress goes to
+    `mlsys.progress` (a bar on a terminal, a line every few seconds otherwise).
 
     Leads are created over ``[end_date - history_days, end_date)``; the oracle is written for
     ``end_date - horizon_days`` (labels fully observed, for judging models) and for
@@ -549,11 +590,13 @@ def generate(
     # Activities, chunk by chunk.
     act_dir = out_dir / "raw" / "activities"
     act_dir.mkdir(parents=True, exist_ok=True)
-    for stale in act_dir.glob("part-*.parquet"):
+    for stale in [*act_dir.glob("part-*.parquet"), *act_dir.glob("day-*.parquet")]:
         stale.unlink()
     per_chunk = int(min(max(ACTIVITIES_PER_CHUNK // activities_per_lead, 1_000), MAX_LEADS_PER_CHUNK))
     n_chunks = -(-n_leads // per_chunk)
     n_activities = 0
+    daily = _DailyFiles(act_dir, end_date, daily_files)
+    progress = Progress("generate: activities", total=n_leads, unit="leads")
     for part, chunk_ss in enumerate(act_ss.spawn(n_chunks)):
         sl = slice(part * per_chunk, min((part + 1) * per_chunk, n_leads))
         chunk = leads.take(sl)
@@ -568,8 +611,11 @@ def generate(
             end_us,
         )
         n_activities += table.num_rows
-        _write(table, act_dir / f"part-{part:05d}.parquet")
+        _write(daily.take(table), act_dir / f"part-{part:05d}.parquet")
         del table
+        progress.advance(sl.stop - sl.start)
+    daily.close()
+    progress.finish()
 
     # Oracle, at the evaluation date and at end_date.
     truth_parts: list[pa.Table] = []

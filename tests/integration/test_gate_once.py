@@ -23,7 +23,12 @@ def _validation_results(settings: Settings) -> int:
 
 def test_a_passed_mart_is_not_validated_again(isolated_settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
     s = isolated_settings
-    pipeline.build_features_gated(AS_OF, s)
+    with caplog.at_level(logging.INFO, logger="mlsys"):
+        pipeline.build_features_gated(AS_OF, s)
+    # Each model of the build says when it starts and ends (mlsys.dbt.BuildProgress).
+    assert "dbt model stg_activities: started" in caplog.text
+    assert "dbt model lead_features: success in " in caplog.text
+    caplog.clear()
     final = s.lead_features_path(AS_OF)
     record = passes.record_path(final)
     assert record.is_file() and not s.mart_path("lead_features", AS_OF, staged=True).exists()
