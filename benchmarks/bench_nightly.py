@@ -104,7 +104,9 @@ def _model_seconds(output: str) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--leads", type=int, default=1_000_000)
     parser.add_argument("--history-days", type=int, default=365)
     parser.add_argument("--home", type=Path, required=True, help="kept between runs")
@@ -179,7 +181,13 @@ def main() -> None:
         for script in ("pandas", "duckdb_stream"):
             out = home / f"baseline-{script}.parquet"
             run = measure(
-                [sys.executable, str(REPO / "benchmarks" / "bench_night_baselines.py"), script, str(NIGHT), str(out)],
+                [
+                    sys.executable,
+                    str(REPO / "benchmarks" / "bench_night_baselines.py"),
+                    script,
+                    str(NIGHT),
+                    str(out),
+                ],
                 env,
             )
             results[f"e_{script}"] = {k: v for k, v in run.items() if k != "output"}

@@ -69,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="rebuild the de-duplicated activities from every landing file (dbt --full-refresh)",
             )
+            p.add_argument(
+                "--rebuild-from",
+                type=_date,
+                default=None,
+                metavar="DATE",
+                help="re-read every landing file's activities from DATE to --rebuild-to (default: that day)",
+            )
+            p.add_argument("--rebuild-to", type=_date, default=None, metavar="DATE")
         if name == "score":
             _add_on_demand_options(p)
 
@@ -220,7 +228,14 @@ def _run(args: argparse.Namespace) -> int:
         print(result.summary())
         return 0
     if args.command == "features":
-        print(json.dumps(pipeline.build_features_gated(as_of, settings, training=args.training, full_refresh=args.full_refresh)))
+        if args.rebuild_to and not args.rebuild_from:
+            print("mlsys features: --rebuild-to needs --rebuild-from", file=sys.stderr)
+            return 2
+        rebuild = (args.rebuild_from, args.rebuild_to or args.rebuild_from) if args.rebuild_from else None
+        built = pipeline.build_features_gated(
+            as_of, settings, training=args.training, full_refresh=args.full_refresh, rebuild_window=rebuild
+        )
+        print(json.dumps(built))
         return 0
     if args.command == "validate":
         from mlsys import validation

@@ -164,6 +164,17 @@ def build(
     return built
 
 
+def rebuild_vars(window: tuple[date, date] | None) -> dict[str, str]:
+    """The dbt vars that make stg_activities delete and re-read a window of days (both
+    included) from every landing file (sql/macros/activity_landings.sql)."""
+    if window is None:
+        return {}
+    first, last = window
+    if last < first:
+        raise ValueError(f"the window to rebuild ends ({last}) before it starts ({first})")
+    return {"rebuild_activities_from": first.isoformat(), "rebuild_activities_to": last.isoformat()}
+
+
 # Activities per part when a full refresh of stg_activities splits the de-duplication by lead (measured,
 # 2 cores, 1.5 GB DuckDB limit: 30M activities gain nothing from splitting; 150M and 300M are
 # fastest in 8 parts, 16 is slower again: every part re-reads the files).

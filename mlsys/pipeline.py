@@ -34,19 +34,42 @@ TRAINING_STAGES = (
 )
 
 
-def build_scoring_features(as_of: date, settings: Settings, *, full_refresh: bool = False) -> dict[str, Any]:
+def build_scoring_features(
+    as_of: date,
+    settings: Settings,
+    *,
+    full_refresh: bool = False,
+    rebuild_window: tuple[date, date] | None = None,
+) -> dict[str, Any]:
     """lead_features of ``as_of``, staged: `gate_scoring` moves it into place if it passes.
-    ``full_refresh``: rebuild the incremental activities from every landing file first."""
+    ``full_refresh``: rebuild the incremental activities from every landing file first;
+    ``rebuild_window`` (first, last day): re-read those days' activities from every file."""
     result = features.build(
-        as_of, settings, selector=features.SCORING_SELECTOR, staged=True, full_refresh=full_refresh
+        as_of,
+        settings,
+        selector=features.SCORING_SELECTOR,
+        staged=True,
+        full_refresh=full_refresh,
+        extra_vars=features.rebuild_vars(rebuild_window),
     )
     return {"as_of": as_of.isoformat(), "rows": result.rows, "seconds": round(result.seconds, 2)}
 
 
-def build_training_features(as_of: date, settings: Settings, *, full_refresh: bool = False) -> dict[str, Any]:
+def build_training_features(
+    as_of: date,
+    settings: Settings,
+    *,
+    full_refresh: bool = False,
+    rebuild_window: tuple[date, date] | None = None,
+) -> dict[str, Any]:
     """training_snapshots of ``as_of``, staged: `gate_training` moves it into place if it passes."""
     result = features.build(
-        as_of, settings, selector=features.TRAINING_SELECTOR, staged=True, full_refresh=full_refresh
+        as_of,
+        settings,
+        selector=features.TRAINING_SELECTOR,
+        staged=True,
+        full_refresh=full_refresh,
+        extra_vars=features.rebuild_vars(rebuild_window),
     )
     return {"as_of": as_of.isoformat(), "rows": result.rows, "seconds": round(result.seconds, 2)}
 
@@ -317,17 +340,27 @@ def score_and_publish(
 
 
 def build_features_gated(
-    as_of: date, settings: Settings, *, training: bool = False, full_refresh: bool = False
+    as_of: date,
+    settings: Settings,
+    *,
+    training: bool = False,
+    full_refresh: bool = False,
+    rebuild_window: tuple[date, date] | None = None,
 ) -> dict[str, Any]:
     """The first three stages in one process (`mlsys features`): the raw tables gated, the
     mart built staged, gated, then moved into place. ``full_refresh``: the incremental
-    activities rebuilt from every landing file (`mlsys features --full-refresh`)."""
+    activities rebuilt from every landing file (`mlsys features --full-refresh`);
+    ``rebuild_window``: the activities of those days re-read (`--rebuild-from/--rebuild-to`)."""
     gate_raw(as_of, settings, training=training)
     if training:
-        built = build_training_features(as_of, settings, full_refresh=full_refresh)
+        built = build_training_features(
+            as_of, settings, full_refresh=full_refresh, rebuild_window=rebuild_window
+        )
         gate_training(as_of, settings, raw=False)
     else:
-        built = build_scoring_features(as_of, settings, full_refresh=full_refresh)
+        built = build_scoring_features(
+            as_of, settings, full_refresh=full_refresh, rebuild_window=rebuild_window
+        )
         gate_scoring(as_of, settings, raw=False)
     return built
 

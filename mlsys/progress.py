@@ -44,7 +44,7 @@ def _duration(seconds: float) -> str:
 class Progress:
     """Counts work done out of ``total`` (None: unknown) and reports it (see the module)."""
 
-    def __init__(  # noqa: PLR0913 - each option is one knob of how progress is shown
+    def __init__(
         self,
         what: str,
         total: int | None = None,
@@ -120,7 +120,8 @@ class Progress:
         unit = f" {self.unit}" if self.unit else ""
         if self.total:
             share = min(self.done_count / self.total, 1.0)
-            text = f"{self.what}: {share:.0%} ({self.done_count:,}/{self.total:,}{unit}), {_duration(elapsed)} elapsed"
+            count = f"{self.done_count:,}/{self.total:,}{unit}"
+            text = f"{self.what}: {share:.0%} ({count}), {_duration(elapsed)} elapsed"
             if 0 < share < 1:
                 text += f", about {_duration(elapsed * (1 - share) / share)} left"
         else:

@@ -209,7 +209,9 @@ def score_shard(
     features_path = _features_path(as_of, settings)
     # Counts the leads read (all shards' rows pass by every shard), so the share is of the file.
     progress = Progress(
-        f"score shard {shard + 1}/{n_shards}", total=pq.read_metadata(features_path).num_rows, unit="leads read"
+        f"score shard {shard + 1}/{n_shards}",
+        total=pq.read_metadata(features_path).num_rows,
+        unit="leads read",
     )
     with pq.ParquetWriter(partial, UNRANKED_SCHEMA) as writer, progress:
         for batch in _batches(features_path, columns, settings.score_batch_size):

@@ -146,7 +146,14 @@ def validate_parquet(
             from mlsys.validation.engine import run_suite
 
             report = run_suite(
-                suite, pattern, settings, run_time, as_of, spec.suites[suite], min_row_count=min_row_count, record=record
+                suite,
+                pattern,
+                settings,
+                run_time,
+                as_of,
+                spec.suites[suite],
+                min_row_count=min_row_count,
+                record=record,
             )
     logger.info("GX suite %s validated in %.1f s", suite, time.monotonic() - started)
     _emit_metrics(report, settings)
@@ -179,7 +186,9 @@ def validate_raw(
     run_time = _utc_naive(run_time or datetime.now(UTC))
     pattern = _pattern(files)
     with _LOCK:
-        report = validate_incrementally(suite, pattern, raw[suite].columns, settings, run_time=run_time, as_of=as_of)
+        report = validate_incrementally(
+            suite, pattern, raw[suite].columns, settings, run_time=run_time, as_of=as_of
+        )
     if report is not None:
         _emit_metrics(report, settings)
         return report

@@ -110,7 +110,9 @@ def validate_incrementally(
         )
     new = [f for f in files if passed.get(f) != _identity(f)]
     if not new:
-        logger.info("GX suite %s: no new landing file since the last pass; %s rows in all", suite, f"{total:,}")
+        logger.info(
+            "GX suite %s: no new landing file since the last pass; %s rows in all", suite, f"{total:,}"
+        )
         return ValidationReport(suite, True, 0, [], [], None, total, source=f"{pattern} (no new file)")
     # The suite reads a glob: the new files are linked into a folder of their own (same names,
     # so a failure names the landing file).

@@ -77,9 +77,6 @@
     ) %}
     {%- set listing = run_query("select filename from " ~ landing_relation('listing') ~ " order by filename") %}
     {%- for row in listing.rows %}{% do plan['all'].append(row[0]) %}{% endfor %}
-    {%- if not plan['all'] %}
-        {{ exceptions.raise_compiler_error("no activities landed: no Parquet file matches " ~ raw_files_glob('activities')) }}
-    {%- endif %}
     {%- if not incremental %}
         {%- do plan.update({'read': plan['all']}) %}
         {{ return(plan) }}
@@ -152,4 +149,28 @@
     left join {{ landing_relation('files') }} as kept
         on kept.filename = l.filename and kept.size = l.size and kept.modified_us = l.modified_us
     left join __activity_files_read as fresh on fresh.filename = l.filename
+{%- endmacro %}
+
+{#- The raw rows a load reads: the new and the replaced files in full, and every current
+    file's rows in the windows being rebuilt (nothing when nothing landed). -#}
+{% macro incoming_activities(plan) -%}
+    {%- set parts = [] %}
+    {%- if not execute %}
+        {%- do parts.append("select lead_id, occurred_at, activity_type from " ~ source('raw', 'activities')) %}
+    {%- else %}
+        {%- if plan['read'] %}
+            {%- do parts.append("select lead_id, occurred_at, activity_type from " ~ parquet_files(plan['read'])) %}
+        {%- endif %}
+        {%- if plan['windows'] and plan['all'] %}
+            {%- set ranges = [] %}
+            {%- for window in plan['windows'] %}
+                {%- do ranges.append("cast(occurred_at as timestamp) between timestamp '" ~ window[0] ~ "' and timestamp '" ~ window[1] ~ "'") %}
+            {%- endfor %}
+            {%- do parts.append("select lead_id, occurred_at, activity_type from " ~ parquet_files(plan['all']) ~ " where " ~ ranges | join(" or ")) %}
+        {%- endif %}
+        {%- if not parts %}
+            {%- do parts.append("select null::bigint as lead_id, null::timestamp as occurred_at, null::varchar as activity_type where false") %}
+        {%- endif %}
+    {%- endif %}
+    {{- parts | join("\n    union all\n    ") }}
 {%- endmacro %}

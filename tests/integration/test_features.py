@@ -95,9 +95,13 @@ def test_model_rows_and_timings_go_to_statsd(
     # Parquet export (count from its footer); ephemeral models hold no rows to count.
     assert built.model_rows["stg_leads"] == known
     assert built.model_rows["lead_features"] == built.rows["lead_features"]
-    assert 0 < built.model_rows["stg_activities"] <= duckdb.sql(
-        f"select count(*) from read_parquet('{settings.raw_dir}/activities/*.parquet')"
-    ).fetchall()[0][0]
+    assert (
+        0
+        < built.model_rows["stg_activities"]
+        <= duckdb.sql(
+            f"select count(*) from read_parquet('{settings.raw_dir}/activities/*.parquet')"
+        ).fetchall()[0][0]
+    )
     assert "int_scoring_activity_windows" not in built.model_rows
     packets = [line.replace("|", ":").split(":") for line in _received(statsd)]
     gauges = {name: float(value) for name, value, kind in packets if kind == "g"}
@@ -212,7 +216,9 @@ def test_duplicates_count_once_and_other_types_still_count(
     whole = s.lead_features_path(AS_OF).with_name("whole.parquet")
     shutil.copyfile(s.lead_features_path(AS_OF), whole)
     assert features.activity_partitions(s) == 1  # 90k activities: one part
-    features.build(AS_OF, replace(s, activity_partitions=3), selector=features.SCORING_SELECTOR, full_refresh=True)
+    features.build(
+        AS_OF, replace(s, activity_partitions=3), selector=features.SCORING_SELECTOR, full_refresh=True
+    )
     compiled = next(s.dbt_target_dir.glob("compiled/**/staging/stg_activities.sql")).read_text()
     assert "hash(cast(lead_id as bigint)) % 3 = 2" in compiled
     split = s.lead_features_path(AS_OF)
@@ -328,7 +334,12 @@ def _output_columns(docs: dict, warehouse: Path) -> dict[str, list[str]]:
     models = {n["name"]: n for n in docs["nodes"].values() if n["resource_type"] == "model"}
     con = duckdb.connect()
     con.execute(f"attach '{warehouse}' as warehouse")
-    present = {row[0] for row in con.sql("select table_name from duckdb_tables() where database_name = 'warehouse'").fetchall()}
+    present = {
+        row[0]
+        for row in con.sql(
+            "select table_name from duckdb_tables() where database_name = 'warehouse'"
+        ).fetchall()
+    }
     for name, node in models.items():
         if name.startswith("stg_") and name not in present:
             con.execute(f"create or replace view warehouse.main.{name} as {node['compiled_code']}")
@@ -340,7 +351,9 @@ def _output_columns(docs: dict, warehouse: Path) -> dict[str, list[str]]:
     return columns
 
 
-def test_every_model_and_column_is_documented_and_tested(docs: dict, settings: Settings, tmp_path: Path) -> None:
+def test_every_model_and_column_is_documented_and_tested(
+    docs: dict, settings: Settings, tmp_path: Path
+) -> None:
     models = {n["unique_id"]: n for n in docs["nodes"].values() if n["resource_type"] == "model"}
     assert len(models) >= 8
     tested = {

@@ -21,7 +21,9 @@ def _validation_results(settings: Settings) -> int:
     return sum(1 for p in settings.gx_runtime_dir.rglob("*.json") if "validations" in p.parts)
 
 
-def test_a_passed_mart_is_not_validated_again(isolated_settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_passed_mart_is_not_validated_again(
+    isolated_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     s = isolated_settings
     with caplog.at_level(logging.INFO, logger="mlsys"):
         pipeline.build_features_gated(AS_OF, s)
@@ -53,7 +55,8 @@ def test_a_passed_mart_is_not_validated_again(isolated_settings: Settings, caplo
 
     # A bad file put in place by hand after the pass: the gate runs and stops it.
     duckdb.sql(
-        f"copy (select * replace (-1 as n_activities_total) from read_parquet('{final}')) to '{copy}' (format parquet)"
+        f"copy (select * replace (-1 as n_activities_total) from read_parquet('{final}')) "
+        f"to '{copy}' (format parquet)"
     )
     copy.replace(final)
     assert passes.passed_before("lead_features", final, s) is None

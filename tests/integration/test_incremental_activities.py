@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from mlsys import features
+from mlsys import cli, features
 from mlsys.settings import Settings
 
 AS_OF = date(2026, 6, 1)
@@ -38,7 +38,8 @@ def _export_activities(settings: Settings, out: Path) -> str:
 
 def _expected_activities(settings: Settings) -> str:
     """The typed distinct activities of every current landing file, straight from the files."""
-    return f"""(select distinct cast(lead_id as bigint) as lead_id, cast(occurred_at as timestamp) as occurred_at,
+    return f"""(select distinct cast(lead_id as bigint) as lead_id,
+        cast(occurred_at as timestamp) as occurred_at,
         lower(trim(activity_type)) as activity_type,
         list_position({features_types()}, lower(trim(activity_type))) as activity_type_id
         from read_parquet('{settings.raw_dir}/activities/*.parquet'))"""
@@ -53,7 +54,8 @@ def features_types() -> str:
 def _loads(settings: Settings) -> list[tuple]:
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         return con.sql(
-            "select batch, files_read, rebuilt_windows, full_refresh from stg_activities__loads order by batch"
+            "select batch, files_read, rebuilt_windows, full_refresh "
+            "from stg_activities__loads order by batch"
         ).fetchall()
 
 
@@ -101,7 +103,8 @@ def test_nights_of_landings_equal_a_full_refresh(nights: Settings, tmp_path: Pat
     every = (tmp_path / "all.sql").read_text()
 
     def day(d: date) -> str:
-        return f"select * from {every} where occurred_at >= date '{d}' and occurred_at < date '{d + timedelta(days=1)}'"
+        next_day = d + timedelta(days=1)
+        return f"select * from {every} where occurred_at >= date '{d}' and occurred_at < date '{next_day}'"
 
     # Night 0: the history.
     features.build(N1, s)
@@ -112,7 +115,9 @@ def test_nights_of_landings_equal_a_full_refresh(nights: Settings, tmp_path: Pat
     features.build(N2, s)
     # Night 2: day N2, and day N1's file delivered again under another name.
     _land(s, "day-2.parquet", day(N2))
-    shutil.copyfile(s.raw_dir / "activities" / "day-1.parquet", s.raw_dir / "activities" / "day-1-again.parquet")
+    shutil.copyfile(
+        s.raw_dir / "activities" / "day-1.parquet", s.raw_dir / "activities" / "day-1-again.parquet"
+    )
     features.build(N3, s)
     state_sql = _compiled(s, "int_lead_activity_state")
     assert "late arrivals" in state_sql  # brought forward, not rebuilt
@@ -123,8 +128,10 @@ def test_nights_of_landings_equal_a_full_refresh(nights: Settings, tmp_path: Pat
     # rows withdrawn, a demo request added for others, one activity dated months back).
     corrected = (
         f"select * from ({day(N2)}) where lead_id % 5 != 0 union all "
-        f"select lead_id, timestamp '{N2} 12:00:00', 'demo_requested' from ({day(N2)}) where lead_id % 11 = 0 "
-        f"union all select lead_id, timestamp '{N2}' - interval 150 day, 'page_view' from ({day(N2)}) where lead_id % 17 = 0"
+        f"select lead_id, timestamp '{N2} 12:00:00', 'demo_requested' "
+        f"from ({day(N2)}) where lead_id % 11 = 0 "
+        f"union all select lead_id, timestamp '{N2}' - interval 150 day, 'page_view' "
+        f"from ({day(N2)}) where lead_id % 17 = 0"
     )
     replaced = _land(s, "day-2.parquet.tmp", corrected)
     time.sleep(0.01)
@@ -135,7 +142,13 @@ def test_nights_of_landings_equal_a_full_refresh(nights: Settings, tmp_path: Pat
 
     # Each night read only its new or changed files (the reference build of N3 read none);
     # night 3 rebuilt day-2's old dates.
-    assert _loads(s) == [(1, 1, 0, True), (2, 2, 0, False), (3, 2, 0, False), (4, 0, 0, False), (5, 2, 1, False)]
+    assert _loads(s) == [
+        (1, 1, 0, True),
+        (2, 2, 0, False),
+        (3, 2, 0, False),
+        (4, 0, 0, False),
+        (5, 2, 1, False),
+    ]
     activities = _export_activities(s, tmp_path / "incremental-activities.parquet")
     assert _differing(activities, _expected_activities(s)) == 0
     assert _differing(incremental, _reference_features(s, AS_OF, tmp_path / "reference.parquet")) == 0
@@ -153,14 +166,15 @@ def test_a_window_of_dates_is_rebuilt_on_request(nights: Settings, tmp_path: Pat
     # Rows lost from the table (a bad manual fix, say): the files still hold them.
     with duckdb.connect(str(s.warehouse)) as con:
         lost = con.execute(
-            "delete from stg_activities where occurred_at >= date '2026-03-01' and occurred_at < date '2026-03-08'"
+            "delete from stg_activities "
+            "where occurred_at >= date '2026-03-01' and occurred_at < date '2026-03-08'"
         ).fetchall()[0][0]
     assert lost > 0
     features.build(N1, s)  # nothing new landed: nothing comes back
     expected = _expected_activities(s)
     assert _differing(_export_activities(s, tmp_path / "a.parquet"), expected) == lost
-    features.build(
-        N1, s, extra_vars={"rebuild_activities_from": "2026-03-01", "rebuild_activities_to": "2026-03-07"}
-    )
+    # What docs/data-engineering.md tells a data engineer to run.
+    command = "features --as-of 2026-05-29 --rebuild-from 2026-03-01 --rebuild-to 2026-03-07"
+    assert cli.main(command.split()) == 0
     assert _differing(_export_activities(s, tmp_path / "b.parquet"), expected) == 0
     assert _loads(s)[-1][2] == 1

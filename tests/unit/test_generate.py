@@ -312,9 +312,13 @@ def test_daily_files_and_progress(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     assert "generate: activities: 100% (400/400 leads)" in caplog.text
     whole = generate(tmp_path / "whole", n_leads=400, seed=3, end_date=date(2026, 6, 1))
     folder = daily.out_dir / "raw" / "activities"
-    assert sorted(p.name for p in folder.glob("day-*.parquet")) == ["day-2026-05-30.parquet", "day-2026-05-31.parquet"]
+    assert sorted(p.name for p in folder.glob("day-*.parquet")) == [
+        "day-2026-05-30.parquet",
+        "day-2026-05-31.parquet",
+    ]
     ranges = duckdb.sql(
-        f"select min(occurred_at)::date, max(occurred_at)::date from read_parquet('{folder}/day-2026-05-31.parquet')"
+        "select min(occurred_at)::date, max(occurred_at)::date "
+        f"from read_parquet('{folder}/day-2026-05-31.parquet')"
     ).fetchall()[0]
     assert ranges == (date(2026, 5, 31), date(2026, 5, 31))
     differing = duckdb.sql(

@@ -26,11 +26,13 @@ class Terminal(io.StringIO):
 
 def test_a_log_gets_a_line_every_interval_and_one_at_the_end(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
-    with caplog.at_level(logging.INFO, logger="mlsys.progress"):
-        with Progress("scoring", total=1000, unit="leads", interval=5, stream=io.StringIO(), clock=clock) as p:
-            for _ in range(10):
-                clock.now += 2
-                p.advance(100)
+    with (
+        caplog.at_level(logging.INFO, logger="mlsys.progress"),
+        Progress("scoring", total=1000, unit="leads", interval=5, stream=io.StringIO(), clock=clock) as p,
+    ):
+        for _ in range(10):
+            clock.now += 2
+            p.advance(100)
     lines = [r.getMessage() for r in caplog.records if r.name == "mlsys.progress"]
     # 20 s of work, a line at 6, 12 and 18 s (the first due after 5 s), then the last.
     assert lines[:3] == [
@@ -56,12 +58,17 @@ def test_a_terminal_gets_a_bar_redrawn_in_place() -> None:
 
 def test_without_a_total_count_and_rate_and_a_failure_says_stopped(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
-    with caplog.at_level(logging.INFO, logger="mlsys.progress"), pytest.raises(RuntimeError):
-        with Progress("dbt build", unit="nodes", stream=io.StringIO(), clock=clock) as p:
-            clock.now = 10
-            p.advance(5, detail="running stg_activities")
-            raise RuntimeError("boom")
-    assert caplog.records[-1].getMessage() == "dbt build: 5 nodes in 10s (0/s); running stg_activities (stopped)"
+    with (
+        caplog.at_level(logging.INFO, logger="mlsys.progress"),
+        pytest.raises(RuntimeError),
+        Progress("dbt build", unit="nodes", stream=io.StringIO(), clock=clock) as p,
+    ):
+        clock.now = 10
+        p.advance(5, detail="running stg_activities")
+        raise RuntimeError("boom")
+    assert (
+        caplog.records[-1].getMessage() == "dbt build: 5 nodes in 10s (0/s); running stg_activities (stopped)"
+    )
 
 
 def test_a_heartbeat_reports_while_nothing_advances(caplog: pytest.LogCaptureFixture) -> None:

@@ -27,11 +27,13 @@ with
 
 {%- if previous is none %}
 -- rebuilt: every activity before the window
-before_window as (
-    select lead_id, occurred_at
-    from {{ ref('stg_activities') }}
-    where occurred_at < {{ cutoff }}
-),
+    before_window as (
+        select
+            lead_id,
+            occurred_at
+        from {{ ref('stg_activities') }}
+        where occurred_at < {{ cutoff }}
+    ),
 {%- else %}
 -- brought forward from the state of {{ previous['cutoff'] }} (load {{ previous['batch'] }})
 before_window as (
@@ -57,9 +59,9 @@ added as (
 ),
 
 merged as (
-{%- if previous is none %}
-    select * from added
-{%- else %}
+    {%- if previous is none %}
+        select * from added
+    {%- else %}
     select
         coalesce(kept.lead_id, added.lead_id) as lead_id,
         coalesce(kept.n_activities, 0) + coalesce(added.n_activities, 0) as n_activities,
@@ -76,6 +78,6 @@ select
     merged.first_activity_at,
     merged.last_activity_at,
     {{ cutoff }} as state_cutoff,
-    (select coalesce(max(batch), 0) from {{ loads }}) as state_batch,
-    (select any_value(generation) from {{ loads }}) as state_generation
+    (select coalesce(max(loads.batch), 0) from {{ loads }} as loads) as state_batch,
+    (select any_value(loads.generation) from {{ loads }} as loads) as state_generation
 from merged

@@ -14,23 +14,23 @@ from {{ ref('stg_activities') }} as a
 where a.occurred_at < {{ as_of_date() }}
 group by a.lead_id
 {%- else %}
-with
+    with
 
-recent as (
+    recent as (
+        select
+            a.lead_id,
+            {{ activity_window_aggregates(as_of_date()) }}
+        from {{ ref('stg_activities') }} as a
+        where a.occurred_at >= {{ window_start(as_of_date()) }} and a.occurred_at < {{ as_of_date() }}
+        group by a.lead_id
+    )
+
     select
-        a.lead_id,
-        {{ activity_window_aggregates(as_of_date()) }}
-    from {{ ref('stg_activities') }} as a
-    where a.occurred_at >= {{ window_start(as_of_date()) }} and a.occurred_at < {{ as_of_date() }}
-    group by a.lead_id
-)
-
-select
-    coalesce(recent.lead_id, state.lead_id) as lead_id,
-    coalesce(state.n_activities, 0) + coalesce(recent.n_activities_total, 0) as n_activities_total,
-    recent.* exclude (lead_id, n_activities_total, first_activity_at, last_activity_at),
-    coalesce(state.first_activity_at, recent.first_activity_at) as first_activity_at,
-    coalesce(recent.last_activity_at, state.last_activity_at) as last_activity_at
-from recent
-full outer join {{ ref('int_lead_activity_state') }} as state on recent.lead_id = state.lead_id
+        coalesce(recent.lead_id, state.lead_id) as lead_id,
+        coalesce(state.n_activities, 0) + coalesce(recent.n_activities_total, 0) as n_activities_total,
+        recent.* exclude (lead_id, n_activities_total, first_activity_at, last_activity_at),
+        coalesce(state.first_activity_at, recent.first_activity_at) as first_activity_at,
+        coalesce(recent.last_activity_at, state.last_activity_at) as last_activity_at
+    from recent
+    full outer join {{ ref('int_lead_activity_state') }} as state on recent.lead_id = state.lead_id
 {%- endif %}

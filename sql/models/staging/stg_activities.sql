@@ -26,39 +26,13 @@
 with
 
 incoming as materialized (
-{%- if not execute %}
-    select lead_id, occurred_at, activity_type from {{ source('raw', 'activities') }}
-{%- else %}
-    {%- if plan['read'] %}
-    -- the new and the replaced landing files, in full
-    select lead_id, occurred_at, activity_type
-    from {{ parquet_files(plan['read']) }}
-    {%- endif %}
-    {%- if plan['read'] and plan['windows'] %}
-    union all
-    {%- endif %}
-    {%- if plan['windows'] %}
-    -- every current file's activities in the windows being rebuilt
-    select lead_id, occurred_at, activity_type
-    from {{ parquet_files(plan['all']) }}
-    where
-        {%- for window in plan['windows'] %}
-        cast(occurred_at as timestamp) between timestamp '{{ window[0] }}' and timestamp '{{ window[1] }}'
-        {{- " or" if not loop.last }}
-        {%- endfor %}
-    {%- endif %}
-    {%- if not plan['read'] and not plan['windows'] %}
-    -- nothing landed since the last load
-    select null::bigint as lead_id, null::timestamp as occurred_at, null::varchar as activity_type
-    where false
-    {%- endif %}
-{%- endif %}
+    {{ incoming_activities(plan) }}
 ),
 
 deduplicated as (
     {%- for partition in range(partitions) %}
-    select * from ({{ deduplicated_activities(partition if partitions > 1 else none, partitions, 'incoming') }})
-    {% if not loop.last %}union all{% endif %}
+        select * from ({{ deduplicated_activities(partition if partitions > 1 else none, partitions, 'incoming') }})
+        {% if not loop.last %}union all{% endif %}
     {%- endfor %}
 )
 
