@@ -39,7 +39,7 @@ def duckdb_stream(as_of: str, out: Path) -> dict:
     start = time.perf_counter()
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     con.execute("set preserve_insertion_order = false")
-    reader = con.execute(compiled).fetch_record_batch(settings.score_batch_size)
+    reader = con.sql(compiled).to_arrow_reader(settings.score_batch_size)
     schema = pa.schema([("lead_id", pa.int64()), ("score", pa.float64())])
     rows = 0
     with pq.ParquetWriter(out, schema) as writer:

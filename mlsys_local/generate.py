@@ -58,6 +58,7 @@ from numpy.typing import NDArray
 
 from mlsys.contract import ACTIVITIES, CONVERSIONS, LEADS, raw_contract
 from mlsys.progress import Progress
+from mlsys_local.daily_files import DailyFiles
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -429,39 +430,6 @@ def _activities_chunk(
     )
 
 
-class _DailyFiles:
-    """The activities of the last ``days`` days before ``end_date``, one file per day,
-    written chunk by chunk (one open writer per day, so memory stays one chunk)."""
-
-    def __init__(self, folder: Path, end_date: date, days: int) -> None:
-        self.folder = folder
-        self.end_date = end_date
-        self.days = days
-        self.writers: dict[date, pq.ParquetWriter] = {}
-
-    def take(self, table: pa.Table) -> pa.Table:
-        """Write the rows of the daily window to their days' files; return the others."""
-        if self.days <= 0 or table.num_rows == 0:
-            return table
-        start = datetime.combine(self.end_date - timedelta(days=self.days), datetime.min.time())
-        occurred = table.column("occurred_at")
-        recent = pc.greater_equal(occurred, pa.scalar(start, occurred.type))
-        days = pc.cast(pc.floor_temporal(occurred, unit="day"), pa.date32())
-        for offset in range(self.days):
-            day = self.end_date - timedelta(days=self.days - offset)
-            rows = table.filter(pc.and_(recent, pc.equal(days, pa.scalar(day, pa.date32()))))
-            if rows.num_rows:
-                if day not in self.writers:
-                    path = self.folder / f"day-{day.isoformat()}.parquet"
-                    self.writers[day] = pq.ParquetWriter(path, table.schema, compression=COMPRESSION)
-                self.writers[day].write_table(rows, row_group_size=ROW_GROUP_SIZE)
-        return table.filter(pc.invert(recent))
-
-    def close(self) -> None:
-        for writer in self.writers.values():
-            writer.close()
-
-
 def _write(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression=COMPRESSION, row_group_size=ROW_GROUP_SIZE)
@@ -595,7 +563,7 @@ def generate(
     per_chunk = int(min(max(ACTIVITIES_PER_CHUNK // activities_per_lead, 1_000), MAX_LEADS_PER_CHUNK))
     n_chunks = -(-n_leads // per_chunk)
     n_activities = 0
-    daily = _DailyFiles(act_dir, end_date, daily_files)
+    daily = DailyFiles(act_dir, end_date, daily_files, compression=COMPRESSION, row_group_size=ROW_GROUP_SIZE)
     progress = Progress("generate: activities", total=n_leads, unit="leads")
     for part, chunk_ss in enumerate(act_ss.spawn(n_chunks)):
         sl = slice(part * per_chunk, min((part + 1) * per_chunk, n_leads))

@@ -187,7 +187,13 @@ def validate_raw(
     pattern = _pattern(files)
     with _LOCK:
         report = validate_incrementally(
-            suite, pattern, raw[suite].columns, settings, run_time=run_time, as_of=as_of
+            suite,
+            pattern,
+            raw[suite].columns,
+            settings,
+            run_time=run_time,
+            as_of=as_of,
+            validate_parquet=validate_parquet,
         )
     if report is not None:
         _emit_metrics(report, settings)

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -83,12 +84,11 @@ def validate_incrementally(
     *,
     run_time: datetime,
     as_of: date | None,
+    validate_parquet: Callable[..., ValidationReport],
 ) -> ValidationReport | None:
     """The report of an incremental run, or None when the whole table must be validated
     (no record of a pass yet, or not Parquet): the caller then runs the suite on everything
-    and calls `record_pass`."""
-    from mlsys.validation import validate_parquet
-
+    and calls `record_pass`. ``validate_parquet``: the package's, which runs the suite."""
     files = sorted(globlib.glob(pattern))
     passed = read_passed(settings, suite)
     if not passed or not files or not all(f.endswith(".parquet") for f in files):
