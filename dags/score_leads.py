@@ -19,7 +19,9 @@ partition `scored_leads/score_date=<date>/` atomically -> metrics.
   `raw/landing.json` `complete_as_of` is skipped (nothing landed for it).
 * `publish` updates the asset `mlsys://scored_leads` with `extra` = score_date, model_name,
   model_version, rows, partition: DAGs scheduled on it (`export_top_leads`) follow each night.
-* Override the cut-off with the `as_of` param (YYYY-MM-DD); any other conf key fails the run.
+* Override the cut-off with the `as_of` param (YYYY-MM-DD); `full_refresh: true` rebuilds the
+  de-duplicated activities from every landing file instead of reading only the new ones
+  (docs/data-engineering.md); any other conf key fails the run.
 * No champion yet: `plan_scoring` fails at once, saying to run `retrain`.
 * MLflow unreachable: `plan_scoring` and `score` retry with exponential backoff (4 tries); the
   last try scores with the locally cached champion, logged as an error and counted in
@@ -66,6 +68,11 @@ SCORED_LEADS = Asset(SCORED_LEADS_URI)
             format="date",
             description="Feature cut-off; default: the logical date",
         ),
+        "full_refresh": Param(
+            False,
+            type="boolean",
+            description="Rebuild the de-duplicated activities from every landing file (dbt --full-refresh)",
+        ),
     },
 )
 def score_leads() -> None:
@@ -88,7 +95,7 @@ def score_leads() -> None:
         quiet_logs()
         settings = Settings.from_env()
         with fail_now():
-            check_conf_keys(context, {"as_of"})
+            check_conf_keys(context, {"as_of", "full_refresh"})
             as_of = as_of_from_context(context, settings)
             if reason := not_landed(as_of, settings):
                 raise AirflowSkipException(reason)
@@ -101,7 +108,11 @@ def score_leads() -> None:
         from mlsys.settings import Settings
 
         settings = Settings.from_env()
-        return pipeline.build_scoring_features(as_of_from_context(context, settings), settings)
+        params = context.get("params") or {}
+        full_refresh = bool(params.get("full_refresh", False)) if isinstance(params, dict) else False
+        return pipeline.build_scoring_features(
+            as_of_from_context(context, settings), settings, full_refresh=full_refresh
+        )
 
     @task
     def validate_features(built: dict) -> dict:

@@ -39,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=42)
     g.add_argument("--end-date", type=_date, default=date(2026, 6, 1))
     g.add_argument("--activities-per-lead", type=float, default=30.0)
+    g.add_argument("--history-days", type=int, default=365, help="days of history before --end-date")
+    g.add_argument(
+        "--daily-files",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the last N days' activities as one file per day (day-<date>.parquet), as nightly landings",
+    )
 
     for name, text in (
         ("features", "gated dbt build of lead_features (--training: training_snapshots)"),
@@ -55,6 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if name in ("features", "validate"):
             p.add_argument("--training", action="store_true", help="the training snapshots mart")
+        if name == "features":
+            p.add_argument(
+                "--full-refresh",
+                action="store_true",
+                help="rebuild the de-duplicated activities from every landing file (dbt --full-refresh)",
+            )
+            p.add_argument(
+                "--rebuild-from",
+                type=_date,
+                default=None,
+                metavar="DATE",
+                help="re-read every landing file's activities from DATE to --rebuild-to (default: that day)",
+            )
+            p.add_argument("--rebuild-to", type=_date, default=None, metavar="DATE")
         if name == "score":
             _add_on_demand_options(p)
 
@@ -200,11 +222,20 @@ def _run(args: argparse.Namespace) -> int:
             end_date=args.end_date,
             horizon_days=settings.horizon_days,
             activities_per_lead=args.activities_per_lead,
+            history_days=args.history_days,
+            daily_files=args.daily_files,
         )
         print(result.summary())
         return 0
     if args.command == "features":
-        print(json.dumps(pipeline.build_features_gated(as_of, settings, training=args.training)))
+        if args.rebuild_to and not args.rebuild_from:
+            print("mlsys features: --rebuild-to needs --rebuild-from", file=sys.stderr)
+            return 2
+        rebuild = (args.rebuild_from, args.rebuild_to or args.rebuild_from) if args.rebuild_from else None
+        built = pipeline.build_features_gated(
+            as_of, settings, training=args.training, full_refresh=args.full_refresh, rebuild_window=rebuild
+        )
+        print(json.dumps(built))
         return 0
     if args.command == "validate":
         from mlsys import validation

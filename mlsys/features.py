@@ -75,11 +75,16 @@ def build(
     *,
     selector: str = SCORING_SELECTOR,
     staged: bool = False,
+    full_refresh: bool = False,
+    extra_vars: dict[str, Any] | None = None,
 ) -> FeatureBuildResult:
     """``dbt build --select <selector>`` as of ``as_of``; raises FeatureBuildError on failure.
 
     ``staged``: the marts go to ``features/.staging/`` (`Settings.mart_path`), where the gate
     validates them and `promote` moves them into place; the pipeline's builds do this.
+    ``full_refresh``: ``--full-refresh``, the incremental stg_activities rebuilt from every
+    landing file (docs/data-engineering.md). ``extra_vars``: more dbt vars
+    (``rebuild_activities_from``/``_to``: a window of dates re-read from every file).
     """
     if not settings.raw_dir.is_dir():
         raise FeatureBuildError(
@@ -95,7 +100,11 @@ def build(
         # DuckDB's COPY does not create folders.
         path.parent.mkdir(parents=True, exist_ok=True)
     dbt_vars = dbt.build_vars(
-        settings, as_of, stage_features=staged, activity_partitions=activity_partitions(settings)
+        settings,
+        as_of,
+        stage_features=staged,
+        activity_partitions=activity_partitions(settings) if full_refresh else 1,
+        **(extra_vars or {}),
     )
     # cautious: a test runs only when all the models it reads are selected (the marts are
     # built separately by scoring and by retrain).
@@ -108,6 +117,7 @@ def build(
         "cautious",
         "--vars",
         json.dumps(dbt_vars),
+        *(["--full-refresh"] if full_refresh else []),
     )
     log.info("dbt %s", " ".join(args))
     with dbt.warehouse_lock(settings):
@@ -116,7 +126,7 @@ def build(
                 # An earlier build's file that failed its gate: must not pass for this one's.
                 path.unlink(missing_ok=True)
         start = perf_counter()
-        result = dbt.run(args, settings)
+        result = dbt.run(args, settings, progress=True)
         seconds = perf_counter() - start
         if result.exception is None and result.success:
             models = [r.node for r in result.result.results if r.node.resource_type == "model"]
@@ -154,7 +164,18 @@ def build(
     return built
 
 
-# Activities per part when the scoring build splits the de-duplication by lead (measured,
+def rebuild_vars(window: tuple[date, date] | None) -> dict[str, str]:
+    """The dbt vars that make stg_activities delete and re-read a window of days (both
+    included) from every landing file (sql/macros/activity_landings.sql)."""
+    if window is None:
+        return {}
+    first, last = window
+    if last < first:
+        raise ValueError(f"the window to rebuild ends ({last}) before it starts ({first})")
+    return {"rebuild_activities_from": first.isoformat(), "rebuild_activities_to": last.isoformat()}
+
+
+# Activities per part when a full refresh of stg_activities splits the de-duplication by lead (measured,
 # 2 cores, 1.5 GB DuckDB limit: 30M activities gain nothing from splitting; 150M and 300M are
 # fastest in 8 parts, 16 is slower again: every part re-reads the files).
 ACTIVITIES_PER_PARTITION = 20_000_000

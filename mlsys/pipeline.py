@@ -34,15 +34,43 @@ TRAINING_STAGES = (
 )
 
 
-def build_scoring_features(as_of: date, settings: Settings) -> dict[str, Any]:
-    """lead_features of ``as_of``, staged: `gate_scoring` moves it into place if it passes."""
-    result = features.build(as_of, settings, selector=features.SCORING_SELECTOR, staged=True)
+def build_scoring_features(
+    as_of: date,
+    settings: Settings,
+    *,
+    full_refresh: bool = False,
+    rebuild_window: tuple[date, date] | None = None,
+) -> dict[str, Any]:
+    """lead_features of ``as_of``, staged: `gate_scoring` moves it into place if it passes.
+    ``full_refresh``: rebuild the incremental activities from every landing file first;
+    ``rebuild_window`` (first, last day): re-read those days' activities from every file."""
+    result = features.build(
+        as_of,
+        settings,
+        selector=features.SCORING_SELECTOR,
+        staged=True,
+        full_refresh=full_refresh,
+        extra_vars=features.rebuild_vars(rebuild_window),
+    )
     return {"as_of": as_of.isoformat(), "rows": result.rows, "seconds": round(result.seconds, 2)}
 
 
-def build_training_features(as_of: date, settings: Settings) -> dict[str, Any]:
+def build_training_features(
+    as_of: date,
+    settings: Settings,
+    *,
+    full_refresh: bool = False,
+    rebuild_window: tuple[date, date] | None = None,
+) -> dict[str, Any]:
     """training_snapshots of ``as_of``, staged: `gate_training` moves it into place if it passes."""
-    result = features.build(as_of, settings, selector=features.TRAINING_SELECTOR, staged=True)
+    result = features.build(
+        as_of,
+        settings,
+        selector=features.TRAINING_SELECTOR,
+        staged=True,
+        full_refresh=full_refresh,
+        extra_vars=features.rebuild_vars(rebuild_window),
+    )
     return {"as_of": as_of.isoformat(), "rows": result.rows, "seconds": round(result.seconds, 2)}
 
 
@@ -82,9 +110,19 @@ def gate_training(as_of: date, settings: Settings, *, raw: bool = True) -> dict[
 def _gate_mart(mart: str, as_of: date, settings: Settings) -> dict[str, Any]:
     """Validate the mart (a staged build if there is one) and move a staged file that passes
     into place. One that fails stays staged, for a look; the file in place, the one the last
-    passing build made and a published night may have been scored from, is untouched."""
-    from mlsys import validation
+    passing build made and a published night may have been scored from, is untouched.
 
+    A file in place that already passed this suite (`validation.passes`: same bytes, same
+    suite) is not validated again: `mlsys score` after `mlsys features` pays the gate once."""
+    from mlsys import validation
+    from mlsys.validation import passes
+
+    in_place = settings.mart_path(mart, as_of)
+    if not settings.mart_path(mart, as_of, staged=True).exists():
+        recorded = passes.passed_before(mart, in_place, settings)
+        if recorded is not None:
+            log.info("%s of %s already passed its gate (%s): not validated again", mart, as_of, in_place)
+            return {mart: {**recorded, "already_passed": True}}
     try:
         out = validation.gate_all([validation.validate_mart(mart, as_of, settings)])
     except validation.DataValidationError:
@@ -99,6 +137,7 @@ def _gate_mart(mart: str, as_of: date, settings: Settings) -> dict[str, Any]:
             )
         raise
     features.promote(mart, as_of, settings)
+    passes.record_pass(mart, in_place, settings, out[mart])
     return out
 
 
@@ -300,15 +339,28 @@ def score_and_publish(
     return publish_scores(plan, results, settings)
 
 
-def build_features_gated(as_of: date, settings: Settings, *, training: bool = False) -> dict[str, Any]:
+def build_features_gated(
+    as_of: date,
+    settings: Settings,
+    *,
+    training: bool = False,
+    full_refresh: bool = False,
+    rebuild_window: tuple[date, date] | None = None,
+) -> dict[str, Any]:
     """The first three stages in one process (`mlsys features`): the raw tables gated, the
-    mart built staged, gated, then moved into place."""
+    mart built staged, gated, then moved into place. ``full_refresh``: the incremental
+    activities rebuilt from every landing file (`mlsys features --full-refresh`);
+    ``rebuild_window``: the activities of those days re-read (`--rebuild-from/--rebuild-to`)."""
     gate_raw(as_of, settings, training=training)
     if training:
-        built = build_training_features(as_of, settings)
+        built = build_training_features(
+            as_of, settings, full_refresh=full_refresh, rebuild_window=rebuild_window
+        )
         gate_training(as_of, settings, raw=False)
     else:
-        built = build_scoring_features(as_of, settings)
+        built = build_scoring_features(
+            as_of, settings, full_refresh=full_refresh, rebuild_window=rebuild_window
+        )
         gate_scoring(as_of, settings, raw=False)
     return built
 

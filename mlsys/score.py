@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from mlsys import registry
 from mlsys.champion import Champion, band_of
+from mlsys.progress import Progress
 from mlsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -205,8 +206,16 @@ def score_shard(
     rows, total = 0, 0.0
     band_counts = dict.fromkeys("ABCD", 0)
     columns = ["lead_id", *champion.features]
-    with pq.ParquetWriter(partial, UNRANKED_SCHEMA) as writer:
-        for batch in _batches(_features_path(as_of, settings), columns, settings.score_batch_size):
+    features_path = _features_path(as_of, settings)
+    # Counts the leads read (all shards' rows pass by every shard), so the share is of the file.
+    progress = Progress(
+        f"score shard {shard + 1}/{n_shards}",
+        total=pq.read_metadata(features_path).num_rows,
+        unit="leads read",
+    )
+    with pq.ParquetWriter(partial, UNRANKED_SCHEMA) as writer, progress:
+        for batch in _batches(features_path, columns, settings.score_batch_size):
+            progress.advance(batch.num_rows)
             if n_shards > 1:
                 mine = shard_of(batch.column("lead_id").to_numpy(), n_shards) == shard
                 batch = batch.filter(pa.array(mine))

@@ -113,7 +113,7 @@ class Settings:
     # each calibrated on the fold it did not fit, averaged (ModelConfig.calibration_folds).
     calibration_folds: int = 0
     experiment_name: str = "lead_scoring"
-    # Parts the scoring build splits the leads into for de-duplicating activities (dbt var
+    # Parts a full refresh of stg_activities splits the leads into for de-duplicating (dbt var
     # activity_partitions); 0: from the landed row count (mlsys.features.activity_partitions).
     activity_partitions: int = 0
     # The dbt profile's target (profiles.yml: dev on a laptop, prod in the compose stack).

@@ -57,6 +57,8 @@ from numpy.random import PCG64, Generator, SeedSequence
 from numpy.typing import NDArray
 
 from mlsys.contract import ACTIVITIES, CONVERSIONS, LEADS, raw_contract
+from mlsys.progress import Progress
+from mlsys_local.daily_files import DailyFiles
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -487,8 +489,15 @@ def generate(
     horizon_days: int = 30,
     history_days: int = 365,
     activities_per_lead: float = 30.0,
+    daily_files: int = 0,
 ) -> GenerateResult:
     """Write the raw landing contract and the oracle under ``out_dir``.
+
+    ``daily_files`` > 0: the activities of the last that many days before ``end_date`` go to
+    one file per day, ``activities/day-<date>.parquet``, as a CRM landing one export a night
+    would leave them; the rest stay in the part files. Moving the last day's file aside and
+    back is how the benchmarks land "one more day" (benchmarks/README.md). Progress goes to
+    `mlsys.progress` (a bar on a terminal, a line every few seconds otherwise).
 
     Leads are created over ``[end_date - history_days, end_date)``; the oracle is written for
     ``end_date - horizon_days`` (labels fully observed, for judging models) and for
@@ -549,11 +558,13 @@ def generate(
     # Activities, chunk by chunk.
     act_dir = out_dir / "raw" / "activities"
     act_dir.mkdir(parents=True, exist_ok=True)
-    for stale in act_dir.glob("part-*.parquet"):
+    for stale in [*act_dir.glob("part-*.parquet"), *act_dir.glob("day-*.parquet")]:
         stale.unlink()
     per_chunk = int(min(max(ACTIVITIES_PER_CHUNK // activities_per_lead, 1_000), MAX_LEADS_PER_CHUNK))
     n_chunks = -(-n_leads // per_chunk)
     n_activities = 0
+    daily = DailyFiles(act_dir, end_date, daily_files, compression=COMPRESSION, row_group_size=ROW_GROUP_SIZE)
+    progress = Progress("generate: activities", total=n_leads, unit="leads")
     for part, chunk_ss in enumerate(act_ss.spawn(n_chunks)):
         sl = slice(part * per_chunk, min((part + 1) * per_chunk, n_leads))
         chunk = leads.take(sl)
@@ -568,8 +579,11 @@ def generate(
             end_us,
         )
         n_activities += table.num_rows
-        _write(table, act_dir / f"part-{part:05d}.parquet")
+        _write(daily.take(table), act_dir / f"part-{part:05d}.parquet")
         del table
+        progress.advance(sl.stop - sl.start)
+    daily.close()
+    progress.finish()
 
     # Oracle, at the evaluation date and at end_date.
     truth_parts: list[pa.Table] = []

@@ -22,6 +22,8 @@ The package, by job:
 * ``engine``        running a suite in GX over an in-memory DuckDB view;
 * ``report``        the report, :class:`DataValidationError`, and GX results turned into both;
 * ``state``         row counts of previous successful runs (the row-drop check);
+* ``incremental``   the raw activities gate: new landing files in full, the table by footers;
+* ``passes``        a mart's pass recorded next to its file (validated once per build);
 * ``context_files`` the committed GX context, rendered from the definitions;
 * this module       the API the pipeline and the CLI call.
 
@@ -51,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsys.settings import Settings
+from mlsys.validation.incremental import INCREMENTAL_SUITES, record_pass, validate_incrementally
 from mlsys.validation.preflight import preflight
 from mlsys.validation.report import DataValidationError, ExpectationFailure, ValidationReport
 from mlsys.validation.spec import GATE_SPEC_FILE, GateSpec, SuiteSpec, gate_spec, load_gate_spec, raw_suites
@@ -117,6 +120,8 @@ def validate_parquet(
     *,
     run_time: datetime | None = None,
     as_of: date | None = None,
+    min_row_count: int | None = None,
+    record: bool = True,
 ) -> ValidationReport:
     """Validate the Parquet file(s) matching ``parquet_glob`` against ``suite``.
 
@@ -125,7 +130,9 @@ def validate_parquet(
     failure names the file or column; GX is not run then and no Data Docs are built.
     ``run_time`` (default: now, UTC) bounds raw timestamps; ``as_of`` (default: the run
     time's date) anchors the freshness warnings and, for the marts, picks the row-drop
-    baseline among earlier or equal dates.
+    baseline among earlier or equal dates. ``min_row_count`` overrides the row-drop floor and
+    ``record=False`` leaves the row-count state alone (the incremental raw gate validates a
+    night's files, not the table: `incremental`).
     """
     spec = gate_spec(settings)
     if suite not in spec.suites:
@@ -138,7 +145,16 @@ def validate_parquet(
         if report is None:
             from mlsys.validation.engine import run_suite
 
-            report = run_suite(suite, pattern, settings, run_time, as_of, spec.suites[suite])
+            report = run_suite(
+                suite,
+                pattern,
+                settings,
+                run_time,
+                as_of,
+                spec.suites[suite],
+                min_row_count=min_row_count,
+                record=record,
+            )
     logger.info("GX suite %s validated in %.1f s", suite, time.monotonic() - started)
     _emit_metrics(report, settings)
     return report
@@ -164,7 +180,30 @@ def validate_raw(
     if suite not in raw:
         raise ValueError(f"unknown raw suite {suite!r}; expected one of {', '.join(raw)}")
     files = settings.data_dir / str(raw[suite].input)
-    return validate_parquet(suite, files, settings, run_time=run_time, as_of=as_of)
+    if suite not in INCREMENTAL_SUITES:
+        return validate_parquet(suite, files, settings, run_time=run_time, as_of=as_of)
+    # The activities: the files landed since the last pass in full, the table by its footers.
+    run_time = _utc_naive(run_time or datetime.now(UTC))
+    pattern = _pattern(files)
+    with _LOCK:
+        report = validate_incrementally(
+            suite,
+            pattern,
+            raw[suite].columns,
+            settings,
+            run_time=run_time,
+            as_of=as_of,
+            validate_parquet=validate_parquet,
+        )
+    if report is not None:
+        _emit_metrics(report, settings)
+        return report
+    report = validate_parquet(suite, files, settings, run_time=run_time, as_of=as_of)
+    if report.success and report.row_count is not None:
+        import glob as globlib
+
+        record_pass(suite, sorted(globlib.glob(pattern)), report.row_count, settings, pattern)
+    return report
 
 
 def gate(report: ValidationReport) -> None:

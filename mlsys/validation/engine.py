@@ -190,6 +190,9 @@ def run_suite(
     run_time: datetime,
     as_of: date | None,
     spec: SuiteSpec,
+    *,
+    min_row_count: int | None = None,
+    record: bool = True,
 ) -> ValidationReport:
     files = sorted(globlib.glob(pattern))
     context = get_context(settings)
@@ -204,7 +207,8 @@ def run_suite(
         ) from exc
     key = state_key(spec.dated, as_of)
     previous = baseline_row_count(read_state(settings).get(suite), key)
-    min_row_count = row_count_floor(previous, settings.row_drop_max_share)
+    if min_row_count is None:
+        min_row_count = row_count_floor(previous, settings.row_drop_max_share)
     anchor = as_of or run_time.date()
     floor = datetime.combine(anchor, datetime.min.time()) - timedelta(days=spec.freshness_days)
     parameters = {
@@ -240,7 +244,7 @@ def run_suite(
             execute(execution_engine, [f'DROP VIEW IF EXISTS "{suite}"'])
         except Exception:
             logger.debug("could not drop the GX view", exc_info=True)
-    if report.success and report.row_count is not None:
+    if record and report.success and report.row_count is not None:
         write_state(settings, suite, key, report.row_count, pattern)
     return report
 

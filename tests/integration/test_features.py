@@ -91,11 +91,18 @@ def test_model_rows_and_timings_go_to_statsd(
     known = duckdb.sql(
         f"select count(distinct lead_id) from read_parquet('{settings.raw_dir}/leads/*.parquet')"
     ).fetchall()[0][0]
-    # stg_leads is a table (count from the warehouse), lead_features a Parquet export (count
-    # from its footer); views and ephemeral models hold no rows to count.
+    # stg_leads and stg_activities are tables (counts from the warehouse), lead_features a
+    # Parquet export (count from its footer); ephemeral models hold no rows to count.
     assert built.model_rows["stg_leads"] == known
     assert built.model_rows["lead_features"] == built.rows["lead_features"]
-    assert "stg_activities" not in built.model_rows
+    assert (
+        0
+        < built.model_rows["stg_activities"]
+        <= duckdb.sql(
+            f"select count(*) from read_parquet('{settings.raw_dir}/activities/*.parquet')"
+        ).fetchall()[0][0]
+    )
+    assert "int_scoring_activity_windows" not in built.model_rows
     packets = [line.replace("|", ":").split(":") for line in _received(statsd)]
     gauges = {name: float(value) for name, value, kind in packets if kind == "g"}
     assert gauges["mlsys.features.model_rows.stg_leads"] == known
@@ -203,13 +210,16 @@ def test_duplicates_count_once_and_other_types_still_count(
     ).fetchall()[0][0]
     assert other == (leads_7, 0)
 
-    # The same build with the leads split into 3 parts for the de-duplication (what a CRM of
-    # over 60M activities gets): the same rows, duplicates and other types included.
+    # The same build after a full refresh with the leads split into 3 parts for the
+    # de-duplication (what a CRM of over 60M activities gets): the same rows, duplicates and
+    # other types included.
     whole = s.lead_features_path(AS_OF).with_name("whole.parquet")
     shutil.copyfile(s.lead_features_path(AS_OF), whole)
     assert features.activity_partitions(s) == 1  # 90k activities: one part
-    features.build(AS_OF, replace(s, activity_partitions=3), selector=features.SCORING_SELECTOR)
-    compiled = next(s.dbt_target_dir.glob("compiled/**/marts/lead_features.sql")).read_text()
+    features.build(
+        AS_OF, replace(s, activity_partitions=3), selector=features.SCORING_SELECTOR, full_refresh=True
+    )
+    compiled = next(s.dbt_target_dir.glob("compiled/**/staging/stg_activities.sql")).read_text()
     assert "hash(cast(lead_id as bigint)) % 3 = 2" in compiled
     split = s.lead_features_path(AS_OF)
     differing = duckdb.sql(
@@ -317,15 +327,22 @@ def test_docs_generate_writes_the_site(docs: dict, settings: Settings) -> None:
     assert "model.mlsys.int_scoring_activity_windows" in docs["nodes"]
 
 
-def _output_columns(docs: dict) -> dict[str, list[str]]:
-    """The columns each model's compiled SQL really returns, bound (not run) by DuckDB on
-    staging relations made from their own compiled SQL."""
+def _output_columns(docs: dict, warehouse: Path) -> dict[str, list[str]]:
+    """The columns each model's compiled SQL really returns, bound (not run) by DuckDB on a
+    copy of the built warehouse (the incremental models read their own tables), with the
+    staging relations the build did not make created from their own compiled SQL."""
     models = {n["name"]: n for n in docs["nodes"].values() if n["resource_type"] == "model"}
     con = duckdb.connect()
-    con.execute("attach ':memory:' as warehouse")
+    con.execute(f"attach '{warehouse}' as warehouse")
+    present = {
+        row[0]
+        for row in con.sql(
+            "select table_name from duckdb_tables() where database_name = 'warehouse'"
+        ).fetchall()
+    }
     for name, node in models.items():
-        if name.startswith("stg_"):
-            con.execute(f"create view warehouse.main.{name} as {node['compiled_code']}")
+        if name.startswith("stg_") and name not in present:
+            con.execute(f"create or replace view warehouse.main.{name} as {node['compiled_code']}")
     columns = {}
     for name, node in models.items():
         described = con.sql(f"describe select * from ({node['compiled_code']})").fetchall()
@@ -334,7 +351,9 @@ def _output_columns(docs: dict) -> dict[str, list[str]]:
     return columns
 
 
-def test_every_model_and_column_is_documented_and_tested(docs: dict) -> None:
+def test_every_model_and_column_is_documented_and_tested(
+    docs: dict, settings: Settings, tmp_path: Path
+) -> None:
     models = {n["unique_id"]: n for n in docs["nodes"].values() if n["resource_type"] == "model"}
     assert len(models) >= 8
     tested = {
@@ -343,7 +362,8 @@ def test_every_model_and_column_is_documented_and_tested(docs: dict) -> None:
         if n["resource_type"] == "test"
         for parent in n["depends_on"]["nodes"]
     }
-    actual = _output_columns(docs)
+    shutil.copyfile(settings.warehouse, tmp_path / "warehouse.duckdb")
+    actual = _output_columns(docs, tmp_path / "warehouse.duckdb")
     for unique_id, node in models.items():
         name = node["name"]
         assert node["description"].strip(), f"{name} has no description"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -56,10 +57,16 @@ def test_publish_swaps_atomically_and_keeps_no_stray_files(night_restored: Path,
     assert leftovers == []
 
 
-def test_a_killed_run_leaves_the_partition_intact(published: Path, settings: Settings) -> None:
+def test_a_killed_run_leaves_the_partition_intact(
+    published: Path, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     digest = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in published.iterdir()}
     plan = score.plan(AS_OF, settings, run_id="killed", n_shards=2)
-    score.score_shard(plan, 0, settings)  # shard 1 "dies": its file never appears
+    with caplog.at_level(logging.INFO, logger="mlsys.progress"):
+        score.score_shard(plan, 0, settings)  # shard 1 "dies": its file never appears
+    # The shard's progress: at least its last line, with every lead of the file read.
+    leads = pq.read_metadata(settings.lead_features_path(AS_OF)).num_rows
+    assert f"score shard 1/2: 100% ({leads:,}/{leads:,} leads read)" in caplog.text
     with pytest.raises(FileNotFoundError, match="expected"):
         score.combine(plan, [], settings)
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in published.iterdir()} == digest

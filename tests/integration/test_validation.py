@@ -730,3 +730,42 @@ def test_command_line_bench_raw(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert bench_validation.main(["raw", "--data-dir", str(data)]) == 0
     out = capsys.readouterr().out
     assert out.count("PASSED") == 3 and '"peak_rss_mb"' in out and '"raw_activities"' in out
+
+
+def test_raw_activities_gate_validates_new_files_and_the_table_by_its_footers(settings: Settings) -> None:
+    """The first pass validates every file; later runs validate the files landed since in full
+    and the whole table by footers (readable, columns, row count not dropped)."""
+    write_raw(settings, "activities", raw_activities_sql(), name="history.parquet")
+    first = validation.validate_raw(RAW_ACTIVITIES, settings, as_of=AS_OF, run_time=RUN_TIME)
+    assert first.success and first.row_count == ROWS and first.evaluated > 0
+
+    nothing_new = validation.validate_raw(RAW_ACTIVITIES, settings, as_of=AS_OF, run_time=RUN_TIME)
+    assert nothing_new.success and nothing_new.evaluated == 0 and nothing_new.row_count == ROWS
+
+    night = write_raw(settings, "activities", raw_activities_sql(rows=50), name="day-1.parquet")
+    report = validation.validate_raw(RAW_ACTIVITIES, settings, as_of=AS_OF, run_time=RUN_TIME)
+    assert report.success and report.evaluated > 0, report.summary()
+    assert report.source == str(night) and report.row_count == 50  # the rows validated in full
+
+    # A bad new file stops the gate with the suite's own report, naming the file; it is not
+    # recorded, so the next run stops again.
+    bad = write_raw(
+        settings,
+        "activities",
+        raw_activities_sql(rows=50, replace="CASE WHEN lead_id = 3 THEN NULL ELSE lead_id END AS lead_id"),
+        name="day-2.parquet",
+    )
+    for _ in range(2):
+        failed = validation.validate_raw(RAW_ACTIVITIES, settings, as_of=AS_OF, run_time=RUN_TIME)
+        assert not failed.success
+        assert "lead_id" in failure_names(failed)["expect_column_values_to_not_be_null"]
+        assert str(bad) in failed.summary().splitlines()[0]
+    bad.unlink()
+
+    # A lost file: the table's row count (from the footers) dropped below the floor.
+    (settings.raw_dir / "activities" / "history.parquet").unlink()
+    dropped = validation.validate_raw(RAW_ACTIVITIES, settings, as_of=AS_OF, run_time=RUN_TIME)
+    assert not dropped.success
+    [failure] = dropped.failures
+    assert failure.expectation == "expect_table_row_count_to_be_between:row_drop"
+    assert "50 rows in all landed files, below" in failure.observed

@@ -300,3 +300,33 @@ def test_bad_arguments_raise_value_error(tmp_path: Path, kwargs: dict[str, Any])
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         generate(tmp_path, **kwargs)
     assert not (tmp_path / "raw").exists()
+
+
+def test_daily_files_and_progress(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """--daily-files N: the last N days land as one file per day, the same activities in all;
+    the generator reports its progress."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="mlsys.progress"):
+        daily = generate(tmp_path / "daily", n_leads=400, seed=3, end_date=date(2026, 6, 1), daily_files=2)
+    assert "generate: activities: 100% (400/400 leads)" in caplog.text
+    whole = generate(tmp_path / "whole", n_leads=400, seed=3, end_date=date(2026, 6, 1))
+    folder = daily.out_dir / "raw" / "activities"
+    assert sorted(p.name for p in folder.glob("day-*.parquet")) == [
+        "day-2026-05-30.parquet",
+        "day-2026-05-31.parquet",
+    ]
+    ranges = duckdb.sql(
+        "select min(occurred_at)::date, max(occurred_at)::date "
+        f"from read_parquet('{folder}/day-2026-05-31.parquet')"
+    ).fetchall()[0]
+    assert ranges == (date(2026, 5, 31), date(2026, 5, 31))
+    differing = duckdb.sql(
+        f"""select count(*) from (
+            (select * from read_parquet('{folder}/*.parquet') except all
+             select * from read_parquet('{whole.out_dir}/raw/activities/*.parquet'))
+            union all
+            (select * from read_parquet('{whole.out_dir}/raw/activities/*.parquet') except all
+             select * from read_parquet('{folder}/*.parquet')))"""
+    ).fetchall()[0][0]
+    assert differing == 0 and daily.n_activities == whole.n_activities

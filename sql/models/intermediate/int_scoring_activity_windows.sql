@@ -1,29 +1,36 @@
--- Activity windows of every lead as of var('as_of'). One date, so activities are filtered
--- and aggregated per lead first (no join of the activity table against a date spine).
+-- Activity windows of every lead as of var('as_of'): the windows (up to 90 days) from the
+-- activities inside them, the totals, first and last touch from the per-lead state of what
+-- came before (int_lead_activity_state). stg_activities is laid out by occurred_at, so the
+-- window's filter skips the row groups of the rest of the history.
 --
--- var('activity_partitions') > 1 (mlsys sets it from the landed row count): the leads are
--- split by hash(lead_id) into that many parts, each de-duplicated and aggregated on its own,
--- so each DISTINCT's hash table holds a share of the activities instead of spilling all of
--- them (5M leads / 150M activities: 75 s -> 51 s with 8 parts; same rows). A lead's
--- activities all fall in one part, so its aggregates are complete there.
--- depends_on: {{ ref('stg_activities') }}
-{%- set partitions = var('activity_partitions', 1) | int %}
-
-{%- if partitions <= 1 %}
-    select
-        a.lead_id,
-        {{ activity_window_aggregates(as_of_date()) }}
-    from {{ ref('stg_activities') }} as a
-    where a.occurred_at < {{ as_of_date() }}
-    group by a.lead_id
+-- var('features_from_full_history') true: every aggregate straight from all the activities
+-- before as_of (the reference the tests compare with; the same rows).
+{%- if var('features_from_full_history', false) %}
+-- depends_on: {{ ref('int_lead_activity_state') }}
+select
+    a.lead_id,
+    {{ activity_window_aggregates(as_of_date()) }}
+from {{ ref('stg_activities') }} as a
+where a.occurred_at < {{ as_of_date() }}
+group by a.lead_id
 {%- else %}
-    {%- for partition in range(partitions) %}
+    with
+
+    recent as (
+        select
+            a.lead_id,
+            {{ activity_window_aggregates(as_of_date()) }}
+        from {{ ref('stg_activities') }} as a
+        where a.occurred_at >= {{ window_start(as_of_date()) }} and a.occurred_at < {{ as_of_date() }}
+        group by a.lead_id
+    )
+
     select
-        a.lead_id,
-        {{ activity_window_aggregates(as_of_date()) }}
-    from ({{ deduplicated_activities(partition, partitions) }}) as a
-    where a.occurred_at < {{ as_of_date() }}
-    group by a.lead_id
-    {% if not loop.last %}union all{% endif %}
-    {%- endfor %}
+        coalesce(recent.lead_id, state.lead_id) as lead_id,
+        coalesce(state.n_activities, 0) + coalesce(recent.n_activities_total, 0) as n_activities_total,
+        recent.* exclude (lead_id, n_activities_total, first_activity_at, last_activity_at),
+        coalesce(state.first_activity_at, recent.first_activity_at) as first_activity_at,
+        coalesce(recent.last_activity_at, state.last_activity_at) as last_activity_at
+    from recent
+    full outer join {{ ref('int_lead_activity_state') }} as state on recent.lead_id = state.lead_id
 {%- endif %}
