@@ -265,6 +265,8 @@ def _run(args: argparse.Namespace) -> int:
         print(drift_report.summary())
         if drift_report.psi:
             print(drift_report.table().to_string(index=False))
+        realized, reason = drift.realized_performance_or_reason(as_of, settings)
+        print(reason if realized else f"realized performance not measured: {reason}")
         return 0
     raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
 
