@@ -122,8 +122,8 @@ def test_a_good_csv_export_passes_and_a_bad_one_is_stopped(spec_settings: Settin
     assert not report.success
     assert report.failures[0].column == "contact_id"  # the type failure first, with the value and line
     assert (
-        "contact_id: VARCHAR (expected BIGINT), 1 value(s) that do not read as BIGINT, e.g. 'x1' at line 2 of export.csv"
-        in str(report.failures[0].observed)
+        "contact_id: VARCHAR (expected BIGINT), 1 value(s) that do not read as BIGINT, "
+        "e.g. 'x1' at line 2 of export.csv" in str(report.failures[0].observed)
     )
     # The other checks still ran, on what could be read (contact_id as null, no value: the
     # checks of that column that observed nothing are covered by the type failure).
