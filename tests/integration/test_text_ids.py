@@ -151,3 +151,36 @@ def test_text_ids_run_the_whole_path(
 
 def pc_sum(column: pa.ChunkedArray) -> int:
     return int(pa.compute.sum(column).as_py())
+
+
+def test_bi_views_drift_and_realized_performance_join_on_text_ids(
+    text_ids_published: Path, text_ids: Settings
+) -> None:
+    from mlsys import bi, drift, features
+
+    lead = pq.read_table(text_ids_published, columns=["lead_id"]).column("lead_id")[0].as_py()
+    con = bi.connect(text_ids)
+    try:
+        rows = con.execute(
+            "select score_date, lead_id from scored_leads where lead_id = ?", [lead]
+        ).fetchall()
+        column_type = con.execute(
+            "select data_type from information_schema.columns "
+            "where table_name = 'scored_leads' and column_name = 'lead_id'"
+        ).fetchone()
+    finally:
+        con.close()
+    assert rows == [(SCORE_AS_OF, lead)] and column_type == ("VARCHAR",)
+
+    report = drift.drift_report(SCORE_AS_OF, text_ids)
+    assert set(report.psi) >= {"pages_viewed", "channel"}
+
+    # A month later the night's outcomes are known: the conversions mart as of then, joined to
+    # the partition on the text ids, gives its realized ROC AUC.
+    later = SCORE_AS_OF + timedelta(days=text_ids.horizon_days + 5)
+    features.build(later, text_ids, selector="+conversions")
+    realized, reason = drift.realized_performance_or_reason(later, text_ids)
+    assert realized is not None, reason
+    assert realized.score_date == SCORE_AS_OF
+    assert realized.rows == pq.read_table(text_ids_published).num_rows
+    assert 0 < realized.positive_rate < 1 and 0.5 < realized.roc_auc <= 1.0
