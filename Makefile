@@ -99,6 +99,7 @@ lint: $(VENV)/.synced
 	$(VENV)/bin/mypy mlsys mlsys_local
 	mkdir -p $(MLSYS_HOME) && cd sql && MLSYS_WAREHOUSE=$(MLSYS_HOME)/lint.duckdb ../$(VENV)/bin/sqlfluff lint models tests
 	cd $(BANK)/dbt && MLSYS_WAREHOUSE=$(MLSYS_HOME)/lint-bank.duckdb ../../../$(VENV)/bin/sqlfluff lint models tests
+	cd tests/fixtures/text_ids/dbt && MLSYS_WAREHOUSE=$(MLSYS_HOME)/lint-text-ids.duckdb ../../../../$(VENV)/bin/sqlfluff lint models
 	@# Secrets in any tracked file (offline). A false positive gets `# pragma: allowlist secret`
 	@# on its line; the baseline stays empty (tests/unit/test_security.py).
 	git ls-files -z ':!:uv.lock' ':!:.secrets.baseline' | xargs -0 $(VENV)/bin/detect-secrets-hook --baseline .secrets.baseline

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -97,10 +98,23 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_on_demand_options(p: argparse.ArgumentParser) -> None:
     """`score --lead-id/--payload`: score a few leads now instead of publishing a partition."""
     p.add_argument("--api", metavar="URL", help="Airflow api-server to score through (default: in-process)")
-    p.add_argument("--lead-id", type=int, action="extend", nargs="+", default=[], help="lead(s) to score now")
+    p.add_argument(
+        "--lead-id",
+        type=_lead_id,
+        action="extend",
+        nargs="+",
+        default=[],
+        help="lead(s) to score now: an integer, or the text id of a source keyed by text",
+    )
     p.add_argument("--payload", type=Path, metavar="FILE", help="JSON: lead payload(s) or a whole request")
     p.add_argument("--sync", action="store_true", help="with --api: POST /mlsys/score instead of the DAG")
     p.add_argument("--user", default=None, help="API user (default $MLSYS_API_USER; $MLSYS_API_PASSWORD)")
+
+
+def _lead_id(text: str) -> int | str:
+    """A --lead-id: an integer when it is written as one (sources keyed by integers), else the
+    text as given (sources keyed by text: UUIDs, Salesforce ids)."""
+    return int(text) if re.fullmatch(r"-?[1-9][0-9]*|0", text) else text
 
 
 def _on_demand_request(args: argparse.Namespace, max_leads: int, max_bytes: int) -> dict[str, Any]:
@@ -296,6 +310,8 @@ def _run(args: argparse.Namespace) -> int:
         print(drift_report.summary())
         if drift_report.psi:
             print(drift_report.table().to_string(index=False))
+        realized, reason = drift.realized_performance_or_reason(as_of, settings)
+        print(reason if realized else f"realized performance not measured: {reason}")
         return 0
     raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
 

@@ -288,3 +288,19 @@ def ensure_manifest(settings: Settings) -> Path:
                 f"dbt parse of {settings.dbt_project_dir} failed, no manifest at {path}: {result.exception}"
             )
     return path
+
+
+def project_name(settings: Settings) -> str:
+    """The source's name as its dbt project declares it (``name:`` in dbt_project.yml), or the
+    project's folder when that file cannot tell: how errors name the source."""
+    import yaml
+
+    path = Path(settings.dbt_project_dir) / "dbt_project.yml"
+    try:
+        name = (yaml.safe_load(path.read_text()) or {}).get("name")
+    except (OSError, yaml.YAMLError, AttributeError):
+        name = None
+    if name:
+        return str(name)
+    folder = Path(settings.dbt_project_dir)
+    return folder.parent.name if folder.name == "dbt" else folder.name

@@ -247,7 +247,21 @@ def realized_performance(
 ) -> RealizedPerformance | None:
     """The latest published partition old enough for its labels to be complete (scored at
     least a horizon before `as_of`), joined to the conversions: its realized ROC AUC. None
-    when no partition is that old yet."""
+    when it cannot be measured; the reason is logged (`realized_performance_or_reason`)."""
+    result, reason = realized_performance_or_reason(as_of, settings, max_drop, max_ece)
+    if result is None:
+        log.warning("realized performance not measured as of %s: %s", as_of, reason)
+    return result
+
+
+def realized_performance_or_reason(
+    as_of: date, settings: Settings, max_drop: float = 0.05, max_ece: float | None = None
+) -> tuple[RealizedPerformance | None, str]:
+    """The realized performance, or None and why it cannot be measured: no partition old
+    enough yet, no conversions file, conversions without dates (an export that only says
+    whether a lead converted, never when), or a night whose leads all had one outcome."""
+    import glob as globlib
+
     import duckdb
     from sklearn.metrics import roc_auc_score
 
@@ -261,9 +275,28 @@ def realized_performance(
         if d is not None and d.toordinal() <= cutoff
     )
     if not candidates:
-        return None
+        latest = date.fromordinal(cutoff)
+        return None, (
+            f"no published partition scored on or before {latest} (its leads' {settings.horizon_days}-day "
+            "horizon must be over before their outcomes are known)"
+        )
     score_date = candidates[-1]
+    conversions = str(settings.conversions_files)
+    if not globlib.glob(conversions):
+        return None, f"no conversions file matches {conversions} (MLSYS_CONVERSIONS)"
     con = duckdb.connect()
+    try:
+        dated_row = con.execute(
+            "select count(converted_at) from read_parquet(?, union_by_name = true)", [conversions]
+        ).fetchone()
+        dated = int(dated_row[0]) if dated_row else 0
+    except duckdb.Error:
+        dated = 0  # no converted_at column at all
+    if dated == 0:
+        return None, (
+            f"no dated conversions in {conversions}: without converted_at a score cannot be matched "
+            "to what happened in its horizon (an export that only says whether a lead converted)"
+        )
     frame = con.execute(
         """
         select s.score, s.model_version,
@@ -279,11 +312,15 @@ def realized_performance(
         [
             settings.horizon_days,
             str(settings.partition_dir(score_date) / "*.parquet"),
-            str(settings.conversions_files),
+            conversions,
         ],
     ).df()
     if frame.empty or frame["label"].nunique() < 2:
-        return None
+        converted = int(frame["label"].sum()) if not frame.empty else 0
+        return None, (
+            f"the {len(frame):,} leads scored on {score_date} all had one outcome in their horizon "
+            f"({converted:,} converted): ROC AUC needs both"
+        )
     version = str(frame["model_version"].mode().iloc[0])
     holdout = _holdout_auc(settings, version)
     result = RealizedPerformance(
@@ -301,7 +338,7 @@ def realized_performance(
     metrics.gauge("realized.roc_auc", result.roc_auc, settings)
     metrics.gauge("realized.degraded", int(result.degraded), settings)
     log.info(result.summary())
-    return result
+    return result, result.summary()
 
 
 def _partition_date(path: Path) -> date | None:

@@ -166,6 +166,30 @@ def text(value: Any, max_length: int) -> str:
     return value
 
 
+# A text lead id (UUID, 18-character Salesforce id, any CRM key): 1-128 characters, none of
+# them an ASCII control character, no ASCII space at either end (a padded id never joins back
+# to the CRM).
+MAX_TEXT_ID_LENGTH = 128
+# Explicit ranges, no \s: Python's and JSON Schema's (ECMA) \s disagree (NEL, BOM), and the
+# OpenAPI schema publishes this same pattern.
+TEXT_ID_PATTERN = r"[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]{0,126}[^\x00-\x20\x7f])?"
+_TEXT_ID = re.compile(TEXT_ID_PATTERN)
+
+
+def lead_id(value: Any) -> int | str:
+    """A lead id as the CRM has it: a BIGINT (as :func:`integer`) or a text id (as
+    :data:`TEXT_ID_PATTERN`). Which of the two a source uses is its features' business."""
+    if isinstance(value, str):
+        text(value, MAX_TEXT_ID_LENGTH)
+        if not _TEXT_ID.fullmatch(value):
+            raise ValueError(
+                f"must be 1-{MAX_TEXT_ID_LENGTH} characters without control characters or spaces "
+                f"at either end, got {shown(value)}"
+            )
+        return value
+    return integer(value, what="an integer or a string")
+
+
 def is_utf8(value: str) -> bool:
     try:
         value.encode("utf-8")

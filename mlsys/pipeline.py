@@ -165,9 +165,12 @@ def decide_retrain(as_of: date, *, force: bool, scheduled: bool, settings: Setti
     if registry.alias_version(settings, registry.CHAMPION) is None:
         return RetrainDecision(True, "no champion yet", NO_CHAMPION)
     report = drift.drift_report(as_of, settings)
-    realized = drift.realized_performance(as_of, settings)
+    realized, realized_text = drift.realized_performance_or_reason(as_of, settings)
+    if realized is None:
+        realized_text = f"realized performance not measured: {realized_text}"
+        log.warning("%s", realized_text)
     _log_drift_run(as_of, report, realized, settings)
-    evidence = report.summary() + (f"; {realized.summary()}" if realized else "")
+    evidence = f"{report.summary()}; {realized_text}"
     if force:
         return RetrainDecision(True, f"forced; {evidence}", FORCED)
     if scheduled:

@@ -68,10 +68,38 @@ _TYPES: dict[str, pa.DataType] = {
     "scored_at": pa.timestamp("us"),
     "run_id": pa.string(),
 }
-SCORED_SCHEMA = pa.schema(
-    [pa.field(name, typ, metadata={"description": COLUMN_DOCS[name]}) for name, typ in _TYPES.items()],
-    metadata={"mlsys.contract": "scored_leads v1 (docs/contracts.md and docs/bi.md of mlsys)"},
-)
+# lead_id keeps the source's type: an integer id of any width is BIGINT, a text id (UUIDs,
+# 18-character Salesforce ids) VARCHAR; nothing else is allowed (docs/contracts.md).
+LEAD_ID_TYPES: dict[str, pa.DataType] = {"BIGINT": pa.int64(), "VARCHAR": pa.string()}
+
+
+def scored_schema(id_type: pa.DataType | None = None) -> pa.Schema:
+    """The scored table's schema for a source whose ids are ``id_type`` (int64, the default,
+    or string)."""
+    types = {**_TYPES, "lead_id": id_type or pa.int64()}
+    return pa.schema(
+        [pa.field(name, typ, metadata={"description": COLUMN_DOCS[name]}) for name, typ in types.items()],
+        metadata={"mlsys.contract": "scored_leads v1 (docs/contracts.md and docs/bi.md of mlsys)"},
+    )
+
+
+SCORED_SCHEMA = scored_schema()  # integer-keyed sources (the synthetic CRM, the bank export)
+
+
+def lead_id_type(features_schema: pa.Schema, path: Path | str = "lead_features") -> pa.DataType:
+    """The scored table's lead_id type for a features file: int64 for any integer, string for
+    text; an error naming the file for any other type."""
+    if "lead_id" not in features_schema.names:
+        raise KeyError(f"{path} has no lead_id column (the marts' output contract, docs/contracts.md)")
+    found = features_schema.field("lead_id").type
+    if pa.types.is_integer(found):
+        return pa.int64()
+    if pa.types.is_string(found) or pa.types.is_large_string(found):
+        return pa.string()
+    raise TypeError(
+        f"{path}: lead_id is {found}; the scored table allows {' or '.join(LEAD_ID_TYPES)} "
+        "(cast it in the marts' SQL)"
+    )
 
 
 class FeaturesMissingError(FileNotFoundError):
@@ -124,11 +152,48 @@ class ScorePlan:
         )
 
 
-def shard_of(lead_ids: np.ndarray, n_shards: int) -> np.ndarray:
+def shard_of(lead_ids: np.ndarray | pa.Array | pa.ChunkedArray, n_shards: int) -> np.ndarray:
     """A stable shard per lead: a multiplicative hash of lead_id (Fibonacci hashing), so
-    consecutive ids spread evenly and every run agrees on the split."""
+    consecutive ids spread evenly and every run agrees on the split. Text ids are first
+    folded to 64 bits by a polynomial hash of their UTF-8 bytes (`text_id_hash`)."""
+    if isinstance(lead_ids, pa.Array | pa.ChunkedArray):
+        if pa.types.is_string(lead_ids.type) or pa.types.is_large_string(lead_ids.type):
+            lead_ids = text_id_hash(lead_ids)
+        else:
+            lead_ids = lead_ids.to_numpy()
     mixed = (lead_ids.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
     return (mixed % np.uint64(n_shards)).astype(np.int64)
+
+
+_TEXT_HASH_BASE = np.uint64(1_099_511_628_211)  # the 64-bit FNV prime, an odd multiplier
+
+
+def text_id_hash(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A 64-bit hash per text id, the same in every process and on every machine (Python's
+    hash() is salted per process): sum of (byte + 1) * B^position, modulo 2^64, vectorised
+    over the Arrow buffers of a batch."""
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    binary = ids.cast(pa.large_binary())
+    if binary.null_count:
+        raise ValueError("lead_id is null in the features: every lead needs an id")
+    offsets = np.frombuffer(binary.buffers()[1], dtype=np.int64)[
+        binary.offset : binary.offset + len(binary) + 1
+    ]
+    data = np.frombuffer(binary.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    lengths = np.diff(offsets)
+    starts = offsets[:-1] - offsets[0]
+    position = np.arange(len(data), dtype=np.int64) - np.repeat(starts, lengths)
+    powers = np.ones(int(lengths.max(initial=0)) + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for i in range(1, len(powers)):
+            powers[i] = powers[i - 1] * _TEXT_HASH_BASE
+        terms = (data.astype(np.uint64) + np.uint64(1)) * powers[position]
+    if len(terms) == 0:
+        return np.zeros(len(lengths), dtype=np.uint64)
+    # reduceat sums each id's terms; an empty id would take its neighbour's first term: 0.
+    sums = np.add.reduceat(terms, np.minimum(starts, len(terms) - 1))
+    return np.where(lengths > 0, sums, np.uint64(0)).astype(np.uint64)
 
 
 def _streamed(path: Path) -> pq.ParquetFile:
@@ -178,7 +243,12 @@ def plan(
     )
 
 
-UNRANKED_SCHEMA = pa.schema([f for f in SCORED_SCHEMA if f.name != "score_percentile"])
+def unranked_schema(scored: pa.Schema) -> pa.Schema:
+    """A shard's file: the scored schema before the percentile ranks."""
+    return pa.schema([f for f in scored if f.name != "score_percentile"])
+
+
+UNRANKED_SCHEMA = unranked_schema(SCORED_SCHEMA)
 
 
 def score_shard(
@@ -207,17 +277,20 @@ def score_shard(
     band_counts = dict.fromkeys("ABCD", 0)
     columns = ["lead_id", *champion.features]
     features_path = _features_path(as_of, settings)
+    schema = unranked_schema(
+        scored_schema(lead_id_type(_streamed(features_path).schema_arrow, features_path))
+    )
     # Counts the leads read (all shards' rows pass by every shard), so the share is of the file.
     progress = Progress(
         f"score shard {shard + 1}/{n_shards}",
         total=pq.read_metadata(features_path).num_rows,
         unit="leads read",
     )
-    with pq.ParquetWriter(partial, UNRANKED_SCHEMA) as writer, progress:
+    with pq.ParquetWriter(partial, schema) as writer, progress:
         for batch in _batches(features_path, columns, settings.score_batch_size):
             progress.advance(batch.num_rows)
             if n_shards > 1:
-                mine = shard_of(batch.column("lead_id").to_numpy(), n_shards) == shard
+                mine = shard_of(batch.column("lead_id"), n_shards) == shard
                 batch = batch.filter(pa.array(mine))
                 if batch.num_rows == 0:
                     continue
@@ -229,7 +302,7 @@ def score_shard(
             writer.write_table(
                 pa.table(
                     {
-                        "lead_id": batch.column("lead_id"),
+                        "lead_id": batch.column("lead_id").cast(schema.field("lead_id").type),
                         "score": pa.array(p, pa.float64()),
                         "score_band": pa.array(bands, pa.string()),
                         "top_reasons": reasons,
@@ -239,7 +312,7 @@ def score_shard(
                         "scored_at": pa.array([score_plan.scored_at] * n, pa.timestamp("us")),
                         "run_id": pa.array([score_plan.run_id] * n, pa.string()),
                     },
-                    schema=UNRANKED_SCHEMA,
+                    schema=schema,
                 )
             )
             rows += n
@@ -334,14 +407,15 @@ def _write_ranked(parts: list[Path], out: Path, sorted_scores: np.ndarray, batch
     denominator = max(1, len(sorted_scores))
     pending: list[pa.Table] = []
     pending_rows = 0
-    with pq.ParquetWriter(out, SCORED_SCHEMA, compression="zstd") as writer:
+    schema = scored_schema(_streamed(parts[0]).schema_arrow.field("lead_id").type)
+    with pq.ParquetWriter(out, schema, compression="zstd") as writer:
         for part in parts:
             for batch in _streamed(part).iter_batches(batch_size=batch_size):
                 scores = batch.column("score").to_numpy()
                 rank = np.searchsorted(sorted_scores, scores, side="right")
                 columns = {name: batch.column(name) for name in batch.schema.names}
                 columns["score_percentile"] = pa.array(rank / denominator * 100.0, pa.float64())
-                pending.append(pa.table([columns[f.name] for f in SCORED_SCHEMA], schema=SCORED_SCHEMA))
+                pending.append(pa.table([columns[f.name] for f in schema], schema=schema))
                 pending_rows += batch.num_rows
                 # Whole row groups of ROW_GROUP_ROWS; at most one group (+ a batch) in memory.
                 while pending_rows >= ROW_GROUP_ROWS:

@@ -87,7 +87,7 @@ class UnavailableError(ScoringError):
 @dataclass(frozen=True)
 class LeadRef:
     index: int
-    lead_id: int
+    lead_id: int | str  # the source's id type: BIGINT or VARCHAR
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def vocabularies() -> dict[str, tuple[str, ...]]:
     return {column: values for column, values in found.items() if values is not None}
 
 
-class _Problems:
+class Problems:
     """Collects every problem of a request so a client fixes them in one round trip."""
 
     LIMIT = 20
@@ -194,7 +194,7 @@ def _one_of(vocabulary: tuple[str, ...]) -> Any:
     return rule
 
 
-def _parse_payload(i: int, item: dict[str, Any], problems: _Problems) -> LeadPayload | None:
+def _parse_payload(i: int, item: dict[str, Any], problems: Problems) -> LeadPayload | None:
     where = f"leads[{i}]"
     vocab = vocabularies()
     before = problems.total
@@ -296,7 +296,7 @@ def parse_request(conf: Any, max_leads: int = MAX_LEADS_PER_REQUEST) -> ScoreReq
             {"max": max_leads, "got": len(leads)},
             status=413,
         )
-    problems = _Problems()
+    problems = Problems()
     items: list[LeadRef | LeadPayload] = []
     for i, item in enumerate(leads):
         if not isinstance(item, dict):
@@ -306,7 +306,7 @@ def parse_request(conf: Any, max_leads: int = MAX_LEADS_PER_REQUEST) -> ScoreReq
             problems.add(f"leads[{i}].lead_id", "is required")
             continue
         if set(item) == {"lead_id"}:
-            lead_id = problems.check(f"leads[{i}].lead_id", input_rules.integer, item["lead_id"])
+            lead_id = problems.check(f"leads[{i}].lead_id", input_rules.lead_id, item["lead_id"])
             if lead_id is not None:
                 items.append(LeadRef(i, lead_id))
             continue
@@ -314,7 +314,7 @@ def parse_request(conf: Any, max_leads: int = MAX_LEADS_PER_REQUEST) -> ScoreReq
         if payload is not None:
             items.append(payload)
     problems.raise_if_any()
-    seen: dict[int, int] = {}
+    seen: dict[int | str, int] = {}
     for item in items:
         if item.lead_id in seen:
             raise RequestError(

@@ -20,7 +20,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlsys.input_rules import DATE_PATTERN, INT64_MAX, INT64_MIN, TIMESTAMP_PATTERN
+from mlsys.input_rules import (
+    DATE_PATTERN,
+    INT64_MAX,
+    INT64_MIN,
+    MAX_TEXT_ID_LENGTH,
+    TEXT_ID_PATTERN,
+    TIMESTAMP_PATTERN,
+)
 from mlsys.on_demand.request import (
     COUNTRY_PATTERN,
     MAX_ACTIVITIES_PER_LEAD,
@@ -41,6 +48,15 @@ JobLevel = StrEnum("JobLevel", {name: name for name in _VALUES["job_level"]})  #
 ActivityType = StrEnum("ActivityType", {name: name for name in _VALUES["activity_type"]})  # type: ignore[misc]
 
 LeadId = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX, description="The lead's id (BIGINT).")]
+TextLeadId = Annotated[
+    str,
+    Field(
+        pattern=f"^{TEXT_ID_PATTERN}$",
+        max_length=MAX_TEXT_ID_LENGTH,
+        description="The lead's id, for a source keyed by text (VARCHAR: UUIDs, Salesforce ids).",
+        examples=["00Q5e00000AbCdEfGH"],
+    ),
+]
 Timestamp = Annotated[
     str,
     Field(
@@ -73,10 +89,11 @@ class Activity(BaseModel):
 
 
 class LeadRef(BaseModel):
-    """A lead the nightly run knows: its features are looked up in the published ones."""
+    """A lead the nightly run knows: its features are looked up in the published ones. Its id
+    has the source's type: an integer, or a string for a source keyed by text."""
 
     model_config = _REQUEST
-    lead_id: LeadId
+    lead_id: LeadId | TextLeadId
 
 
 class LeadPayload(BaseModel):
@@ -115,7 +132,7 @@ class Reason(BaseModel):
 
 class ScoreResult(BaseModel):
     model_config = _ANSWER
-    lead_id: int
+    lead_id: int | str
     score: Annotated[float, Field(ge=0.0, le=1.0)]
     score_band: str
     top_reasons: list[Reason]

@@ -17,11 +17,13 @@ import numpy as np
 
 from mlsys import metrics, registry
 from mlsys.champion import Champion
+from mlsys.input_rules import type_name
 from mlsys.on_demand.feature_sql import FeatureSQL, load_feature_sql, project_hash
 from mlsys.on_demand.request import (
     LEAD_FIELDS,
     LeadPayload,
     LeadRef,
+    Problems,
     RequestError,
     ScoringError,
     UnavailableError,
@@ -45,15 +47,34 @@ class _FeatureFile:
     sorted_ids: np.ndarray
     order: np.ndarray
 
-    def take(self, ids: list[int]) -> tuple[Any, list[int]]:
+    def take(self, ids: list[Any]) -> tuple[Any, list[Any]]:
         if len(self.sorted_ids) == 0:
             return self.table.slice(0, 0), list(ids)
-        wanted = np.asarray(ids, dtype=np.int64)
+        # Text ids sort and compare as Python strings (an object array), integers as int64.
+        wanted = np.asarray(ids, dtype=self.sorted_ids.dtype)
         pos = np.searchsorted(self.sorted_ids, wanted)
         pos = np.minimum(pos, len(self.sorted_ids) - 1)
         found = self.sorted_ids[pos] == wanted
-        unknown = [int(i) for i in wanted[~found]]
+        unknown = [i for i, hit in zip(ids, found, strict=True) if not hit]
         return self.table.take(self.order[pos[found]]), unknown
+
+
+def _check_id_type(refs: list[LeadRef], id_type: Any) -> None:
+    """Refuse ids of the other kind than the source's: a text id never matches an integer
+    key, and an integer never matches a text key (``123`` is not ``"00123"``)."""
+    import pyarrow as pa
+
+    text = pa.types.is_string(id_type) or pa.types.is_large_string(id_type)
+    rule = (
+        "must be a string: this source's lead ids are text (VARCHAR)"
+        if text
+        else "must be an integer: this source's lead ids are integers (BIGINT)"
+    )
+    problems = Problems()
+    for ref in refs:
+        if isinstance(ref.lead_id, str) != text:
+            problems.add(f"leads[{ref.index}].lead_id", f"{rule}, got {type_name(ref.lead_id)}")
+    problems.raise_if_any()
 
 
 def published_dates(settings: Settings) -> list[date]:
@@ -323,8 +344,11 @@ class Scorer:
                 except Exception:  # keep refreshing; requests report their own errors
                     log.exception("on-demand scorer: %s failed", step.__name__)
 
-    def lookup(self, ids: list[int], as_of: date, columns: list[str]) -> tuple[Any, list[int]]:
-        """Rows of `ids` in the lead_features file of `as_of`, and the ids it lacks."""
+    def lookup(
+        self, ids: list[Any], as_of: date, columns: list[str], refs: list[LeadRef] | None = None
+    ) -> tuple[Any, list[Any]]:
+        """Rows of `ids` in the lead_features file of `as_of`, and the ids it lacks; `refs`,
+        the request's items of those ids, are first held to the file's id type."""
         path = self.settings.lead_features_path(as_of)
         try:
             stat = path.stat()
@@ -337,13 +361,19 @@ class Scorer:
                 status=404,
             ) from None
         wanted = ["lead_id", *columns]
+        import pyarrow.parquet as pq
+
         if not self.cache_features:
             import duckdb
 
+            if refs is not None:
+                _check_id_type(refs, pq.read_schema(path).field("lead_id").type)
+
+            sql_type = "varchar" if ids and isinstance(ids[0], str) else "bigint"
             with duckdb.connect() as con:
                 # Ids travel as a bound parameter, never formatted into the SQL text.
                 table = con.sql(
-                    "select * from read_parquet($path) where lead_id in (select unnest($ids::bigint[]))",
+                    f"select * from read_parquet($path) where lead_id in (select unnest($ids::{sql_type}[]))",  # noqa: S608 - one of two type names
                     params={"path": str(path), "ids": ids},
                 ).to_arrow_table()
             table = table.select([c for c in wanted if c in table.column_names])
@@ -353,16 +383,16 @@ class Scorer:
         with self._files_lock:
             cached = self._files.get(path)
             if cached is None or cached.stamp != stamp or not set(wanted) <= set(cached.table.column_names):
-                import pyarrow.parquet as pq
-
                 available = pq.read_schema(path).names
                 table = pq.read_table(path, columns=[c for c in wanted if c in available])
-                lead_ids = table.column("lead_id").to_numpy()
+                lead_ids = table.column("lead_id").to_numpy(zero_copy_only=False)
                 order = np.argsort(lead_ids, kind="stable")
                 cached = _FeatureFile(stamp, table, lead_ids[order], order)
                 # Keep the latest few files; older dates are rare lookups.
                 self._files = dict(list(self._files.items())[-2:])
                 self._files[path] = cached
+        if refs is not None:  # the file in memory knows its id type: no extra read per request
+            _check_id_type(refs, cached.table.schema.field("lead_id").type)
         return cached.take(ids)
 
     # -- scoring ----------------------------------------------------------------------------
@@ -391,7 +421,7 @@ class Scorer:
         if request.refs:
             as_of = request.as_of or self.latest_published()
             ids = [r.lead_id for r in request.refs]
-            table, unknown = self.lookup(ids, as_of, [*champion.numeric, *champion.categorical])
+            table, unknown = self.lookup(ids, as_of, [*champion.numeric, *champion.categorical], request.refs)
             if unknown:
                 raise RequestError(
                     "unknown_leads",
@@ -464,7 +494,7 @@ class Scorer:
         return info
 
 
-def _align(table: Any, ids: list[int]) -> Any:
+def _align(table: Any, ids: list[Any]) -> Any:
     """`table`'s rows in the order of `ids` (each id once in the table)."""
     import pyarrow as pa
 

@@ -55,7 +55,12 @@ from typing import Any
 from mlsys.settings import Settings
 from mlsys.validation.incremental import INCREMENTAL_SUITES, record_pass, validate_incrementally
 from mlsys.validation.preflight import preflight
-from mlsys.validation.report import DataValidationError, ExpectationFailure, ValidationReport
+from mlsys.validation.report import (
+    DataValidationError,
+    ExpectationFailure,
+    ValidationReport,
+    with_failure_first,
+)
 from mlsys.validation.spec import GATE_SPEC_FILE, GateSpec, SuiteSpec, gate_spec, load_gate_spec, raw_suites
 from mlsys.validation.suites import (
     ACTIVITY_TYPES,
@@ -140,8 +145,12 @@ def validate_parquet(
     run_time = _utc_naive(run_time or datetime.now(UTC))
     pattern = _pattern(parquet_glob)
     started = time.monotonic()
+    suite_spec = spec.suites[suite]
     with _LOCK:
-        report = preflight(suite, pattern, spec.suites[suite].columns)
+        checked = preflight(
+            suite, pattern, suite_spec.columns, required_by=_contract_of(suite_spec, settings)
+        )
+        report = checked.report
         if report is None:
             from mlsys.validation.engine import run_suite
 
@@ -151,13 +160,26 @@ def validate_parquet(
                 settings,
                 run_time,
                 as_of,
-                spec.suites[suite],
+                suite_spec,
                 min_row_count=min_row_count,
                 record=record,
+                casts=checked.mistyped,
             )
+            if checked.type_failure is not None:
+                report = with_failure_first(report, checked.type_failure)
     logger.info("GX suite %s validated in %.1f s", suite, time.monotonic() - started)
     _emit_metrics(report, settings)
     return report
+
+
+def _contract_of(spec: SuiteSpec, settings: Settings) -> str:
+    """Whose contract a suite's columns are, as the missing-column error names it."""
+    from mlsys.dbt import project_name
+
+    source = project_name(settings)
+    if spec.input:
+        return f"the raw contract of source {source} (suite {spec.name})"
+    return f"the {spec.name} mart contract of source {source}"
 
 
 def validate_mart(mart: str, as_of: date, settings: Settings) -> ValidationReport:

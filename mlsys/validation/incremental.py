@@ -94,8 +94,11 @@ def validate_incrementally(
     if not passed or not files or not all(f.endswith(".parquet") for f in files):
         return None
     whole = preflight(suite, pattern, columns)
-    if whole is not None:
-        return whole
+    if whole.report is not None:
+        return whole.report
+    if whole.type_failure is not None:
+        # A mistyped column anywhere in the table stops the night as the full suite would.
+        return ValidationReport(suite, False, 0, [whole.type_failure], [], None, None, source=pattern)
     total = _footer_rows(files)
     previous = baseline_row_count(read_state(settings).get(suite), state_key(False, None))
     floor = row_count_floor(previous, settings.row_drop_max_share)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -54,6 +54,24 @@ class ValidationReport:
         return "\n".join(lines)
 
 
+def with_failure_first(report: ValidationReport, failure: ExpectationFailure) -> ValidationReport:
+    """The report of a suite that GX ran, failed by a check made before it (a column of the
+    wrong type, read by GX with TRY_CAST): that failure first, then GX's own."""
+    mistyped = set((failure.column or "").split(", "))
+    # A check of a mistyped column that observed nothing (every value unreadable, so null) is
+    # the same problem as the type failure, not a vacuous pass of GX's.
+    others = [f for f in report.failures if not (f.column in mistyped and f.detail == VACUOUS)]
+    return replace(
+        report,
+        success=False,
+        failures=[failure, *others],
+        checks=[
+            _check(failure.expectation, failure.column, failure.severity, False, failure.observed),
+            *report.checks,
+        ],
+    )
+
+
 class DataValidationError(RuntimeError):
     """The gate failed: ``str(err)`` is the summary of every failed report.
 
@@ -78,6 +96,7 @@ class DataValidationError(RuntimeError):
         return (type(self), tuple(self.reports))
 
 
+VACUOUS = "treated as failed"  # the detail of a check that observed nothing
 _OBSERVATION_KEYS = ("observed_value", "unexpected_count", "element_count")
 
 
@@ -200,7 +219,7 @@ def build_report(
                 "no observed value: the check passed vacuously (GX+DuckDB returned no metric)"
                 + (f"; GX raised: {error}" if error else "")
             )
-            failure = ExpectationFailure(name, column, observed, [], ERROR, "treated as failed")
+            failure = ExpectationFailure(name, column, observed, [], ERROR, VACUOUS)
             failures.append(failure)
             checks.append(_check(name, column, ERROR, False, None))
             continue

@@ -181,7 +181,7 @@ BAD_INPUTS: list[tuple[Callable[[Settings], None], str, str, str | None, object]
         RAW_LEADS,
         "expect_table_columns_to_match_set:required_columns",
         "source",
-        "missing column(s) source",
+        "missing column source, required by the raw contract of source mlsys (suite raw_leads)",
     ),
     (empty_leads, RAW_LEADS, "expect_table_row_count_to_be_between:non_empty", None, "observed 0"),
     (corrupt_file, RAW_ACTIVITIES, "input_files_are_parquet", None, "zz-export.parquet"),

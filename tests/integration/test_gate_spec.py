@@ -119,8 +119,16 @@ def test_a_good_csv_export_passes_and_a_bad_one_is_stopped(spec_settings: Settin
 
     _land_csv(spec_settings, "contact_id;segment;spend\nx1;gold;10\n")
     report = validation.validate_raw("raw_contacts", spec_settings, as_of=AS_OF)
-    assert not report.success and report.evaluated == 0  # stopped before GX
-    assert "contact_id" in report.failures[0].column
+    assert not report.success
+    assert report.failures[0].column == "contact_id"  # the type failure first, with the value and line
+    assert (
+        "contact_id: VARCHAR (expected BIGINT), 1 value(s) that do not read as BIGINT, "
+        "e.g. 'x1' at line 2 of export.csv" in str(report.failures[0].observed)
+    )
+    # The other checks still ran, on what could be read (contact_id as null, no value: the
+    # checks of that column that observed nothing are covered by the type failure).
+    assert report.evaluated > 0
+    assert [f.column for f in report.failures].count("contact_id") == 1, report.summary()
 
 
 def test_unknown_suites_and_bad_specs_are_refused(spec_settings: Settings, tmp_path: Path) -> None:

@@ -55,11 +55,12 @@ def _payload(lead_id: int = 900_001, **overrides: Any) -> dict[str, Any]:
         ({"leads": [{"lead_id": 1}], "as_of": "06/01/2026"}, "invalid_request", 400, "YYYY-MM-DD"),
         ({"leads": [{"lead_id": i} for i in range(101)]}, "too_many_leads", 413, "at most 100"),
         (
-            {"leads": [{"lead_id": "1; drop table x"}]},
+            {"leads": [{"lead_id": " 1"}]},
             "invalid_lead",
             400,
-            "leads[0].lead_id: must be an integer",
+            "leads[0].lead_id: must be 1-128 characters without control characters or spaces at either end",
         ),
+        ({"leads": [{"lead_id": "a\x00b"}]}, "invalid_lead", 400, "without control characters"),
         ({"leads": [{"lead_id": True}]}, "invalid_lead", 400, "got bool"),
         ({"leads": [{"lead_id": 1.5}]}, "invalid_lead", 400, "got float"),
         ({"leads": [{"lead_id": 2**64}]}, "invalid_lead", 400, "BIGINT"),
@@ -103,7 +104,7 @@ def test_payload_problems_name_the_field(overrides: dict[str, Any], path: str, f
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    conf = {"leads": [_payload(source="x"), {"lead_id": "a"}, _payload(lead_id=3, company_size=0)]}
+    conf = {"leads": [_payload(source="x"), {"lead_id": " a"}, _payload(lead_id=3, company_size=0)]}
     with pytest.raises(RequestError) as excinfo:
         on_demand.parse_request(conf)
     assert excinfo.value.details["count"] == 3
@@ -209,6 +210,13 @@ def test_unknown_and_too_new_leads_are_errors(scorer: on_demand.Scorer) -> None:
     with pytest.raises(RequestError) as excinfo:
         scorer.score({"leads": [{"lead_id": 1}], "as_of": "2020-01-01"})
     assert (excinfo.value.code, excinfo.value.status) == ("no_features", 404)
+    # A text id (well-formed as text) for a source keyed by integers: refused with the reason.
+    with pytest.raises(RequestError) as excinfo:
+        scorer.score({"leads": [{"lead_id": 1}, {"lead_id": "1; drop table x"}]})
+    assert (excinfo.value.code, excinfo.value.status) == ("invalid_lead", 400)
+    assert excinfo.value.message == (
+        "leads[1].lead_id: must be an integer: this source's lead ids are integers (BIGINT), got str"
+    )
 
 
 def test_cached_and_uncached_lookups_agree(

@@ -331,7 +331,9 @@ def test_missing_column_is_a_one_line_reason(settings: Settings) -> None:
     [failure] = report.failures
     assert failure.column == "lead_age_days"
     assert failure.expectation == "expect_table_columns_to_match_set:required_columns"
-    assert "missing column(s) lead_age_days" in str(failure.observed)
+    assert "missing column lead_age_days, required by the lead_features mart contract of source mlsys" in str(
+        failure.observed
+    )
 
 
 def test_wrong_column_type_fails(settings: Settings) -> None:
