@@ -61,6 +61,8 @@ def _explain(error: Any) -> str:
         return "a suite needs `columns` (name: [DuckDB types]) or `source` (<dbt source>.<table>)"
     if error.validator == "dependentRequired":
         return f"{error.message}: a raw suite gates some of the stages scoring, training"
+    if error.validator == "pattern" and error.schema is schema()["$defs"]["duckdb_type"]:
+        return f"{error.instance!r} is not a DuckDB type name in upper case (BIGINT, DOUBLE, VARCHAR, ...)"
     if error.validator == "oneOf" and error.instance is not None:
         return f"{error.instance!r} is not a DuckDB type name or a list of them (e.g. [BIGINT, DOUBLE])"
     return str(error.message)
@@ -80,6 +82,10 @@ def check(data: Any, where: Path | str, *, definition: str | None = None, prefix
     raise GateSpecError(f"{where}: {path}: {_explain(error)}{more}")
 
 
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip() or type(exc).__name__).splitlines()[0]
+
+
 def read_yaml(path: Path) -> Any:
     """The YAML document of ``path``; a file that is not YAML is a :class:`GateSpecError`."""
     import yaml
@@ -90,6 +96,8 @@ def read_yaml(path: Path) -> Any:
         raise GateSpecError(f"{path}: cannot read: {exc}") from None
     try:
         return yaml.safe_load(text)
+    except (ValueError, RecursionError) as exc:  # e.g. a date 2026-13-01, nesting too deep
+        raise GateSpecError(f"{path}: not valid YAML: {first_line(exc)}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

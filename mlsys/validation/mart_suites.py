@@ -56,13 +56,14 @@ def yaml_expectation(item: Mapping[str, Any], *, column: str | None = None) -> d
         kwargs["column"] = column
     if item.get("column"):  # the column of a table-level (unexpected rows) expectation
         kwargs["meta_column"] = str(item["column"])
-    return expectation(
-        type_,
-        severity=str(item.get("severity", ERROR)),
-        check=item.get("check"),
-        description=item.get("description"),
-        **kwargs,
-    )
+    # Built here rather than by expectation(**kwargs): GX arguments may be named anything.
+    meta: dict[str, Any] = {"severity": str(item.get("severity", ERROR))}
+    if item.get("check"):
+        meta["check"] = str(item["check"])
+    out: dict[str, Any] = {"type": type_, "kwargs": kwargs, "meta": meta}
+    if item.get("description"):
+        out["description"] = str(item["description"])
+    return out
 
 
 def _test_name_and_args(test: Any) -> tuple[str, dict[str, Any]]:

@@ -94,7 +94,11 @@ def load_gate_spec(root: Path) -> GateSpec:
     if not path.is_file():
         return default_gate_spec()
     data = gate_format.load(path)
-    project = (path.parent / data["dbt_project"]).resolve() if "dbt_project" in data else None
+    try:
+        project = (path.parent / data["dbt_project"]).resolve() if "dbt_project" in data else None
+    except (OSError, ValueError, RuntimeError) as exc:
+        reason = gate_format.first_line(exc)
+        raise GateSpecError(f"{path}: dbt_project: not a usable path ({reason})") from None
     if project is not None and not (project / "dbt_project.yml").is_file():
         raise GateSpecError(f"{path}: dbt_project: no dbt_project.yml in {project}")
     suites: dict[str, SuiteSpec] = {}
