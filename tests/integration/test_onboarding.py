@@ -26,7 +26,8 @@ pytestmark = pytest.mark.slow
 
 GUIDE = REPO_ROOT / "docs" / "onboarding.md"
 LEADS = 10_000  # enough for the holdout to measure calibration within MLSYS_MAX_ECE
-HEADER = "Lead ID;Lead Source;Company Size;Country;Website Visits;Converted;Deal Value;Sales Notes;Created Date"
+COLUMNS = ("Lead ID", "Lead Source", "Company Size", "Country", "Website Visits", "Converted")
+HEADER = ";".join([*COLUMNS, "Deal Value", "Sales Notes", "Created Date"])
 
 
 def guide_blocks() -> dict[str, str]:
@@ -58,7 +59,7 @@ def write_export(path: Path) -> None:
 def run(step: str, workdir: Path) -> subprocess.CompletedProcess[str]:
     env = {name: os.environ[name] for name in ("PATH", "HOME", "TMPDIR") if name in os.environ}
     env["LANG"] = "C.UTF-8"
-    return subprocess.run(  # noqa: S603 - bash runs the guide's own commands
+    return subprocess.run(
         ["/bin/bash", "-euo", "pipefail", "-c", guide_blocks()[step]],
         cwd=workdir,
         env=env,
@@ -72,7 +73,8 @@ def run(step: str, workdir: Path) -> subprocess.CompletedProcess[str]:
 def edit_like_the_guide(project: Path) -> None:
     """Step 3 of the guide: the label, and the leaking columns out (macro line, YAML block, alias)."""
     snapshots = project / "models" / "marts" / "training_snapshots.sql"
-    sql, count = re.subn(r"null  -- EDIT: 1 when the lead converted.*", "stg.converted", snapshots.read_text())
+    placeholder = r"null  -- EDIT: 1 when the lead converted.*"
+    sql, count = re.subn(placeholder, "stg.converted", snapshots.read_text())
     assert count == 1
     snapshots.write_text(sql)
     macro = project / "macros" / "acme_features.sql"
