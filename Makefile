@@ -93,12 +93,20 @@ test-stack: $(VENV)/.synced $(SYSTEM_DEPS) $(HADOLINT)
 test-postgres: $(VENV)/.synced $(SYSTEM_DEPS)
 	$(VENV)/bin/pytest tests/stack/test_postgres_celery.py --no-cov
 
+SOURCE_PROJECTS := $(wildcard sources/*/dbt)
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check mlsys mlsys_local dags plugins tests benchmarks
 	$(VENV)/bin/ruff format --check mlsys mlsys_local dags plugins tests benchmarks
 	$(VENV)/bin/mypy mlsys mlsys_local
 	mkdir -p $(MLSYS_HOME) && cd sql && MLSYS_WAREHOUSE=$(MLSYS_HOME)/lint.duckdb ../$(VENV)/bin/sqlfluff lint models tests
-	cd $(BANK)/dbt && MLSYS_WAREHOUSE=$(MLSYS_HOME)/lint-bank.duckdb ../../../$(VENV)/bin/sqlfluff lint models tests
+	@# Every source's dbt project (sources/*/dbt), found rather than named: a new source's SQL is
+	@# linted by adding its folder.
+	@for project in $(SOURCE_PROJECTS); do \
+		name=$$(basename $$(dirname $$project)); \
+		echo "sqlfluff lint $$project"; \
+		(cd $$project && MLSYS_WAREHOUSE=$(MLSYS_HOME)/lint-$$name.duckdb $(CURDIR)/$(VENV)/bin/sqlfluff lint \
+			$$(ls -d models tests 2>/dev/null)) || exit 1; \
+	done
 	@# Secrets in any tracked file (offline). A false positive gets `# pragma: allowlist secret`
 	@# on its line; the baseline stays empty (tests/unit/test_security.py).
 	git ls-files -z ':!:uv.lock' ':!:.secrets.baseline' | xargs -0 $(VENV)/bin/detect-secrets-hook --baseline .secrets.baseline

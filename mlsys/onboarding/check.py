@@ -37,7 +37,7 @@ class Finding:
         return f"{'ok     ' if self.ok else 'MISSING'} {self.text}"
 
 
-def _gate(settings: Settings) -> list[Finding]:
+def gate_findings(settings: Settings) -> list[Finding]:
     from mlsys.validation import GATE_SPEC_FILE, load_gate_spec
     from mlsys.validation.context_files import render_context_files
     from mlsys.validation.gate_format import GateSpecError
@@ -51,6 +51,10 @@ def _gate(settings: Settings) -> list[Finding]:
     except GateSpecError as exc:
         return [Finding(False, f"the gate does not load: {exc}")]
     out = [Finding(True, f"the gate {gate_file} loads: suites {', '.join(spec.suites)}")]
+    if spec.dbt_project is not None and spec.dbt_project != settings.dbt_project_dir.resolve():
+        text = f"{gate_file}: dbt_project is {spec.dbt_project}"
+        text += f", but MLSYS_DBT_PROJECT_DIR is {settings.dbt_project_dir}"
+        out.append(Finding(False, text))
     marts = [name for name, suite in spec.suites.items() if suite.dated]
     if "lead_features" not in marts:
         out.append(Finding(False, f"the gate has no lead_features suite: set dbt_project in {gate_file}"))
@@ -72,7 +76,7 @@ def _text(path: Path) -> str | None:
     return path.read_text() if path.is_file() else None
 
 
-def _contract(settings: Settings) -> list[Finding]:
+def contract_findings(settings: Settings) -> list[Finding]:
     from mlsys.catalog import CatalogError, load_catalog
     from mlsys.contract import ContractError
     from mlsys.validation.mart_suites import mart_suites
@@ -173,8 +177,8 @@ def _dry_build(settings: Settings, as_of: date) -> list[Finding]:
 
 def check_source(settings: Settings, as_of: date) -> list[Finding]:
     """Every check of a source, in order; a check whose inputs are missing is skipped."""
-    findings = _gate(settings)
-    findings += _contract(settings)
+    findings = gate_findings(settings)
+    findings += contract_findings(settings)
     export, landed = _export(settings, as_of)
     findings += export
     if landed:

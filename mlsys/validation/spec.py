@@ -51,6 +51,8 @@ class GateSpec:
     suites: dict[str, SuiteSpec]
     # None: the built-in expectations of suite_definitions(); else per suite, from the spec.
     expectations: dict[str, list[dict[str, Any]]] | None = None
+    # The dbt project whose marts' YAML gave the mart suites (mlsys_gate.yml's dbt_project).
+    dbt_project: Path | None = None
 
     def raw_suites(self, *, training: bool) -> tuple[str, ...]:
         stage = "training" if training else "scoring"
@@ -142,7 +144,7 @@ def load_gate_spec(root: Path) -> GateSpec:
                 expectations[mart.name] = copy.deepcopy(mart.expectations)
     except ContractError as exc:
         raise GateSpecError(str(exc)) from None
-    return GateSpec(suites, expectations)
+    return GateSpec(suites, expectations, project)
 
 
 def gate_spec(settings: Settings) -> GateSpec:
