@@ -69,8 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--estimator", choices=["logreg", "hgb"], default=None, help="default: MLSYS_ESTIMATOR or logreg"
     )
+    sub.add_parser("champion", help="the registered champion and its holdout metrics")
     _add_source_commands(sub)
     return parser
+
+
+def champion_summary(settings: Settings) -> str:
+    """`<model> v<N> (champion): holdout ROC AUC ..., PR AUC ..., ECE ...; trained as of ...`."""
+    from mlsys import registry
+
+    champion = registry.alias_version(settings, registry.CHAMPION)
+    if champion is None:
+        raise LookupError(f"no champion of model {settings.model_name!r} yet: run `mlsys train` first")
+    run = registry.client(settings).get_run(champion.run_id)
+    m, params = run.data.metrics, run.data.params
+    as_of = params.get("as_of", "?")
+    return (
+        f"{settings.model_name} v{champion.version} (champion): holdout ROC AUC {m['roc_auc']:.3f}, "
+        f"PR AUC {m['pr_auc']:.3f}, ECE {m['ece']:.3f}; trained as of {as_of} (run {champion.run_id})"
+    )
 
 
 def _add_source_commands(sub: Any) -> None:
@@ -315,6 +332,9 @@ def _run(args: argparse.Namespace) -> int:
             f"scored {published['rows']:,} leads with {published['model_name']} "
             f"v{published['model_version']} -> {published['partition']}"
         )
+        return 0
+    if args.command == "champion":
+        print(champion_summary(settings))
         return 0
     if args.command == "drift":
         from mlsys import drift
