@@ -113,7 +113,8 @@ def _source(args: argparse.Namespace) -> int:
     from mlsys.onboarding import sources
 
     if args.source_command == "new":
-        from mlsys.onboarding.scaffold import inspect_export, new_source, plan, summary
+        from mlsys.onboarding.files import new_source
+        from mlsys.onboarding.scaffold import inspect_export, plan, summary
 
         written = new_source(
             args.name, args.raw, sources_dir=args.sources_dir, id_column=args.id_column, label=args.label

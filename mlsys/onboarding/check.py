@@ -22,10 +22,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from mlsys.onboarding.scaffold import LABEL_PLACEHOLDER
 from mlsys.settings import Settings
-
-# What `mlsys source new` writes where the label goes, when it was not told (--label).
-LABEL_PLACEHOLDER = "null  -- EDIT: 1 when the lead converted"
 
 
 @dataclass(frozen=True)

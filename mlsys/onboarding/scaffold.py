@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlsys.onboarding.sources import SOURCES_DIR, SourceError, check_name
+from mlsys.onboarding.sources import SourceError
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt")
 # DuckDB type (DESCRIBE) -> the contract's data_type (mlsys.contract.TYPE_FAMILIES).
@@ -41,6 +41,9 @@ _DECLARED = {
     "TIMESTAMP_NS": "TIMESTAMP",
     "TIMESTAMP WITH TIME ZONE": "TIMESTAMP",
 }
+# What `mlsys source new` writes where the label goes when it was not told (--label); `mlsys
+# source check` looks for it.
+LABEL_PLACEHOLDER = "null  -- EDIT: 1 when the lead converted"
 # A text column with more distinct values than this share of the rows (and over 50) looks like
 # free text or an identifier: no use as a category, left out of the features.
 _FREE_TEXT_SHARE = 0.5
@@ -190,34 +193,6 @@ def plan(name: str, export: Export, *, id_column: str | None, label: str | None)
     if not features:
         raise SourceError(f"--raw {export.path}: no column can be a feature")
     return Plan(name, export, lead, outcome, tuple(features), tuple(left_out))
-
-
-def new_source(
-    name: str,
-    raw: Path,
-    *,
-    sources_dir: Path = SOURCES_DIR,
-    id_column: str | None = None,
-    label: str | None = None,
-) -> list[Path]:
-    """Write ``sources_dir/<name>/`` from the export ``raw``; returns the files written.
-    Refuses to touch a folder that exists (nothing already there is lost)."""
-    from mlsys.onboarding.templates import render
-    from mlsys.validation.context_files import write_context
-
-    check_name(name)
-    folder = sources_dir / name
-    if folder.exists():
-        raise SourceError(f"{folder} exists already: pick another name or remove it first")
-    chosen = plan(name, inspect_export(raw), id_column=id_column, label=label)
-    written = []
-    for relative, text in render(chosen).items():
-        path = folder / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        written.append(path)
-    written += write_context(folder / "great_expectations")
-    return written
 
 
 def summary(p: Plan) -> list[str]:

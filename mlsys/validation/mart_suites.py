@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsys.contract import TYPE_FAMILIES, ContractError, project_yaml_files
-from mlsys.validation import gate_format
+from mlsys.validation.gate_format import GateSpecError, check, read_yaml
 from mlsys.validation.suites import ERROR, WARNING, expectation
 
 LEAD_FEATURES = "lead_features"
@@ -113,7 +113,7 @@ def _column_expectations(
     gate = meta.get("gate")
     if gate is None:
         return out
-    gate_format.check(gate, where, definition="column_gate", prefix="meta.gate")
+    check(gate, where, definition="column_gate", prefix="meta.gate")
     if gate.get("not_null") and not any(e["type"] == "expect_column_values_to_not_be_null" for e in out):
         out.append(expectation("expect_column_values_to_not_be_null", column=name))
     bounds = {k: gate[k] for k in ("min_value", "max_value") if k in gate}
@@ -136,7 +136,7 @@ def _model_expectations(model: Mapping[str, Any], where: str) -> list[dict[str, 
     meta = model.get("meta") or (model.get("config") or {}).get("meta") or {}
     gate = meta.get("gate")
     if gate is not None:
-        gate_format.check(gate, where, definition="model_gate", prefix="meta.gate")
+        check(gate, where, definition="model_gate", prefix="meta.gate")
         out += [yaml_expectation(item) for item in gate.get("expectations") or []]
     return out
 
@@ -172,8 +172,8 @@ def _mart_suite(path: Path, index: int, model: Mapping[str, Any], variables: Map
 def project_vars(project_dir: Path) -> dict[str, Any]:
     path = project_dir / "dbt_project.yml"
     try:
-        data = gate_format.read_yaml(path)
-    except gate_format.GateSpecError as exc:
+        data = read_yaml(path)
+    except GateSpecError as exc:
         raise ContractError(str(exc)) from None
     variables = data.get("vars") if isinstance(data, Mapping) else None
     return dict(variables) if isinstance(variables, Mapping) else {}
@@ -187,8 +187,8 @@ def mart_suites(project_dir: Path) -> dict[str, MartSuite]:
     found: dict[str, MartSuite] = {}
     for path in project_yaml_files(project_dir):
         try:
-            data = gate_format.read_yaml(path)
-        except gate_format.GateSpecError as exc:
+            data = read_yaml(path)
+        except GateSpecError as exc:
             raise ContractError(str(exc)) from None
         models = data.get("models") if isinstance(data, Mapping) else None
         for index, model in enumerate(models or []):

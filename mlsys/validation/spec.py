@@ -10,8 +10,7 @@ from typing import Any
 
 from mlsys.contract import BUILT_IN_PROJECT, ContractError, source_table
 from mlsys.settings import Settings
-from mlsys.validation import gate_format
-from mlsys.validation.gate_format import GateSpecError
+from mlsys.validation.gate_format import GateSpecError, first_line, load
 from mlsys.validation.mart_suites import mart_suites, yaml_expectation
 from mlsys.validation.suites import (
     FRESHNESS_DAYS,
@@ -95,11 +94,11 @@ def load_gate_spec(root: Path) -> GateSpec:
     path = Path(root) / GATE_SPEC_FILE
     if not path.is_file():
         return default_gate_spec()
-    data = gate_format.load(path)
+    data = load(path)
     try:
         project = (path.parent / data["dbt_project"]).resolve() if "dbt_project" in data else None
     except (OSError, ValueError, RuntimeError) as exc:
-        reason = gate_format.first_line(exc)
+        reason = first_line(exc)
         raise GateSpecError(f"{path}: dbt_project: not a usable path ({reason})") from None
     if project is not None and not (project / "dbt_project.yml").is_file():
         raise GateSpecError(f"{path}: dbt_project: no dbt_project.yml in {project}")

@@ -11,7 +11,8 @@ import yaml
 
 from mlsys import cli
 from mlsys.onboarding import sources
-from mlsys.onboarding.scaffold import inspect_export, new_source, plan, snake_case
+from mlsys.onboarding.files import new_source
+from mlsys.onboarding.scaffold import inspect_export, plan, snake_case
 from mlsys.onboarding.sources import SourceError
 from mlsys.validation import load_gate_spec
 

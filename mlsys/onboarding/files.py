@@ -1,11 +1,12 @@
-"""The files of a scaffolded source (``mlsys source new``), rendered from a :class:`Plan`."""
+"""The files of a scaffolded source (``mlsys source new``), rendered from a :class:`Plan` and written."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from mlsys.onboarding.check import LABEL_PLACEHOLDER
-from mlsys.onboarding.scaffold import ExportColumn, Plan, sql_str
+from mlsys.onboarding.scaffold import LABEL_PLACEHOLDER, ExportColumn, Plan, inspect_export, plan, sql_str
+from mlsys.onboarding.sources import SOURCES_DIR, SourceError, check_name
 
 
 def _quoted(name: str) -> str:
@@ -412,3 +413,30 @@ def render(p: Plan) -> dict[str, str]:
         "great_expectations/mlsys_gate.yml": _gate(p),
         "great_expectations/.gitignore": "# Runtime state of GX is never committed.\nuncommitted/\n",
     }
+
+
+def new_source(
+    name: str,
+    raw: Path,
+    *,
+    sources_dir: Path = SOURCES_DIR,
+    id_column: str | None = None,
+    label: str | None = None,
+) -> list[Path]:
+    """Write ``sources_dir/<name>/`` from the export ``raw``; returns the files written.
+    Refuses to touch a folder that exists (nothing already there is lost)."""
+    from mlsys.validation.context_files import write_context
+
+    check_name(name)
+    folder = sources_dir / name
+    if folder.exists():
+        raise SourceError(f"{folder} exists already: pick another name or remove it first")
+    chosen = plan(name, inspect_export(raw), id_column=id_column, label=label)
+    written = []
+    for relative, text in render(chosen).items():
+        path = folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
+    written += write_context(folder / "great_expectations")
+    return written
