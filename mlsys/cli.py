@@ -92,7 +92,81 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--estimator", choices=["logreg", "hgb"], default=None, help="default: MLSYS_ESTIMATOR or logreg"
     )
+    sub.add_parser("champion", help="the registered champion and its holdout metrics")
+    _add_source_commands(sub)
     return parser
+
+
+def champion_summary(settings: Settings) -> str:
+    """`<model> v<N> (champion): holdout ROC AUC ..., PR AUC ..., ECE ...; trained as of ...`."""
+    from mlsys import registry
+
+    champion = registry.alias_version(settings, registry.CHAMPION)
+    if champion is None:
+        raise LookupError(f"no champion of model {settings.model_name!r} yet: run `mlsys train` first")
+    run = registry.client(settings).get_run(champion.run_id)
+    m, params = run.data.metrics, run.data.params
+    as_of = params.get("as_of", "?")
+    return (
+        f"{settings.model_name} v{champion.version} (champion): holdout ROC AUC {m['roc_auc']:.3f}, "
+        f"PR AUC {m['pr_auc']:.3f}, ECE {m['ece']:.3f}; trained as of {as_of} (run {champion.run_id})"
+    )
+
+
+def _add_source_commands(sub: Any) -> None:
+    """`mlsys source new|check`: onboard a CRM export (docs/onboarding.md)."""
+    s = sub.add_parser("source", help="onboard a CRM export: write a source folder, check it")
+    ssub = s.add_subparsers(dest="source_command", required=True)
+    new = ssub.add_parser("new", help="write sources/NAME/ from an export (CSV or Parquet)")
+    new.add_argument("name", help="the source: lower-case letters, digits, _")
+    new.add_argument("--raw", type=Path, required=True, help="the export: CSV (any delimiter) or Parquet")
+    new.add_argument("--id", dest="id_column", help="the lead id column (default: guessed)")
+    new.add_argument("--label", help="the column that says a lead converted (default: EDIT it in SQL)")
+    check = ssub.add_parser("check", help="what a source still misses before it trains and scores")
+    check.add_argument("name")
+    check.add_argument("--as-of", type=_date, default=None, help="the date of the checks (default: today)")
+    for p in (new, check):
+        p.add_argument("--sources-dir", type=Path, default=Path("sources"), help="default: ./sources")
+
+
+def _source(args: argparse.Namespace) -> int:
+    """The edge of `mlsys source`: `check` switches this process to the source's env file."""
+    import os
+
+    from mlsys.onboarding import sources
+
+    if args.source_command == "new":
+        from mlsys.onboarding.files import new_source
+        from mlsys.onboarding.scaffold import inspect_export, plan, summary
+
+        written = new_source(
+            args.name, args.raw, sources_dir=args.sources_dir, id_column=args.id_column, label=args.label
+        )
+        chosen = plan(args.name, inspect_export(args.raw), id_column=args.id_column, label=args.label)
+        print("\n".join(summary(chosen)))
+        print(
+            f"wrote {len(written)} files under {args.sources_dir / args.name}/;"
+            " the EDIT comments say what to change"
+        )
+        print(
+            f"next: land the export under $MLSYS_HOME/data/raw/{args.name}/,"
+            f" then `mlsys source check {args.name}`"
+        )
+        return 0
+    from mlsys.onboarding.check import check_source
+
+    folder = args.sources_dir / sources.check_name(args.name)
+    os.environ.update(sources.read_env(folder))
+    settings = Settings.from_env()
+    findings = check_source(settings, args.as_of or settings.default_as_of())
+    for finding in findings:
+        print(finding)
+    missing = [f for f in findings if not f.ok]
+    print(
+        f"source {args.name}: "
+        + (f"{len(missing)} thing(s) missing" if missing else "ready to train and score")
+    )
+    return 1 if missing else 0
 
 
 def _add_on_demand_options(p: argparse.ArgumentParser) -> None:
@@ -215,6 +289,8 @@ def quiet_third_party() -> None:
 def _run(args: argparse.Namespace) -> int:
     from mlsys import pipeline
 
+    if args.command == "source":
+        return _source(args)
     settings = Settings.from_env()
     as_of = getattr(args, "as_of", None) or settings.default_as_of()
     if args.command == "generate":
@@ -302,6 +378,9 @@ def _run(args: argparse.Namespace) -> int:
             f"scored {published['rows']:,} leads with {published['model_name']} "
             f"v{published['model_version']} -> {published['partition']}"
         )
+        return 0
+    if args.command == "champion":
+        print(champion_summary(settings))
         return 0
     if args.command == "drift":
         from mlsys import drift

@@ -15,6 +15,7 @@ Reading is plain YAML (no dbt run, no manifest) and cached per project folder.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,9 +136,14 @@ def _yaml(path: Path) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        loaded = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise ContractError(f"{path} is missing: it declares the raw landing contract") from None
+    except yaml.YAMLError as exc:
+        raise ContractError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(loaded, Mapping):
+        raise ContractError(f"{path}: expected a YAML mapping at the top level")
+    return loaded
 
 
 def _column(path: Path, table: str, raw: Mapping[str, Any]) -> Column:
@@ -155,6 +161,53 @@ def _column(path: Path, table: str, raw: Mapping[str, Any]) -> Column:
         nullable=bool(meta.get("nullable", True)),
         description=str(raw.get("description") or "").strip(),
     )
+
+
+def project_yaml_files(project_dir: Path) -> list[Path]:
+    """Every YAML file of a dbt project's models, in a stable order."""
+    models = project_dir / "models"
+    return sorted([*models.rglob("*.yml"), *models.rglob("*.yaml")])
+
+
+# The landing folder inside a source's external_location: `.../raw/<folder>/<glob>'` (a
+# `{name}` placeholder is dbt's table name).
+_LANDING = re.compile(r"/(raw/[^'\"]+)")
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    """One table of a dbt source: its column contract and where its files land."""
+
+    table: Table
+    landing_glob: str | None  # under MLSYS_DATA_DIR, from the source's external_location
+    path: Path  # the YAML file that declares it
+
+
+@functools.cache
+def source_table(project_dir: Path, qualified: str) -> SourceTable:
+    """``<source>.<table>`` of a dbt project's sources YAML (``_sources.yml``): the columns with
+    their ``data_type`` and ``meta.nullable``, and the landing glob of its external_location.
+
+    A source's raw gate suite takes its columns from here (``source:`` in ``mlsys_gate.yml``),
+    so the columns, the types and the raw folder are written once, where dbt reads them."""
+    source_name, _, table_name = qualified.partition(".")
+    for path in project_yaml_files(project_dir):
+        for source in _yaml(path).get("sources") or []:
+            if not isinstance(source, Mapping) or source.get("name") != source_name:
+                continue
+            for raw in source.get("tables") or []:
+                if not isinstance(raw, Mapping) or raw.get("name") != table_name:
+                    continue
+                columns = tuple(_column(path, table_name, c) for c in raw.get("columns") or [])
+                if not columns:
+                    raise ContractError(f"{path}: source table {qualified} declares no columns")
+                meta = {**(source.get("meta") or {}), **(raw.get("meta") or {})}
+                location = str(raw.get("external_location") or meta.get("external_location") or "")
+                found = _LANDING.search(location)
+                glob = found.group(1).replace("{name}", table_name) if found else None
+                description = str(raw.get("description") or "").strip()
+                return SourceTable(Table(table_name, description, columns), glob, path)
+    raise ContractError(f"{project_dir / 'models'}: no dbt source table {qualified!r} in any sources YAML")
 
 
 @functools.cache

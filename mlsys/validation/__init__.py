@@ -12,11 +12,14 @@ The raw suites run before dbt (the DAGs' ``validate_raw`` task), so bad landing 
 reaches the warehouse and a corrupt file or a missing column fails here with a named check
 instead of deep inside dbt. Scoring reads leads and activities; training also reads
 conversions. A GX context may instead carry an ``mlsys_gate.yml`` (``spec``): another
-source's suites, declared in YAML.
+source's suites, declared in YAML (docs/gate-format.md). The marts' suites are derived from
+the marts' YAML of the dbt project, where each feature is declared (``mart_suites``).
 
 The package, by job:
 
-* ``suites``        the built-in suite definitions (the single source of the committed JSON);
+* ``suites``        the built-in raw suite definitions;
+* ``mart_suites``   the marts' suites, derived from the marts' YAML of a dbt project;
+* ``gate_format``   the gate format (``mlsys_gate.schema.json``), checked when a gate loads;
 * ``spec``          which suites a context holds, what each reads, which stage it gates;
 * ``preflight``     DuckDB checks before GX: files readable, columns and types present;
 * ``engine``        running a suite in GX over an in-memory DuckDB view;

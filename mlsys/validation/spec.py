@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlsys.contract import BUILT_IN_PROJECT, ContractError, source_table
 from mlsys.settings import Settings
+from mlsys.validation.gate_format import GateSpecError, first_line, load
+from mlsys.validation.mart_suites import mart_suites, yaml_expectation
 from mlsys.validation.suites import (
-    ERROR,
     FRESHNESS_DAYS,
     RAW_SCORING_SUITES,
     RAW_TABLES,
     RAW_TRAINING_SUITES,
     SCHEMAS,
     SUITES,
-    WARNING,
-    built_in_suites,
-    expectation,
+    built_in_raw_suites,
     table_expectations,
 )
 
@@ -49,6 +50,8 @@ class GateSpec:
     suites: dict[str, SuiteSpec]
     # None: the built-in expectations of suite_definitions(); else per suite, from the spec.
     expectations: dict[str, list[dict[str, Any]]] | None = None
+    # The dbt project whose marts' YAML gave the mart suites (mlsys_gate.yml's dbt_project).
+    dbt_project: Path | None = None
 
     def raw_suites(self, *, training: bool) -> tuple[str, ...]:
         stage = "training" if training else "scoring"
@@ -56,7 +59,9 @@ class GateSpec:
 
 
 def default_gate_spec() -> GateSpec:
-    """The synthetic CRM's gate: the built-in suites of ``mlsys.validation.suites``."""
+    """The synthetic CRM's gate: the raw suites of ``mlsys.validation.suites``, the marts'
+    suites from their YAML in ``sql/`` (``mart_suites``)."""
+    marts = mart_suites(BUILT_IN_PROJECT)
     suites: dict[str, SuiteSpec] = {}
     for name in SUITES:
         raw = RAW_TABLES.get(name)
@@ -67,7 +72,7 @@ def default_gate_spec() -> GateSpec:
         )
         suites[name] = SuiteSpec(
             name=name,
-            columns=dict(SCHEMAS[name]),
+            columns=dict(SCHEMAS[name]) if raw else dict(marts[name].columns),
             input=f"raw/{raw}/*.parquet" if raw else None,
             stages=stages,
             freshness_days=FRESHNESS_DAYS.get(name, 0),
@@ -75,60 +80,70 @@ def default_gate_spec() -> GateSpec:
     return GateSpec(suites)
 
 
-def _spec_expectation(suite: str, item: Mapping[str, Any]) -> dict[str, Any]:
-    if not isinstance(item, Mapping) or "type" not in item:
-        raise ValueError(f"{GATE_SPEC_FILE}: every expectation of {suite} needs a `type`")
-    unknown = set(item) - {"type", "kwargs", "severity", "check", "column", "description"}
-    if unknown:
-        raise ValueError(f"{GATE_SPEC_FILE}: {suite}: unknown expectation key(s) {sorted(unknown)}")
-    severity = str(item.get("severity", ERROR))
-    if severity not in (ERROR, WARNING):
-        raise ValueError(f"{GATE_SPEC_FILE}: {suite}: severity must be {ERROR} or {WARNING}")
-    kwargs = dict(item.get("kwargs") or {})
-    if item.get("column"):  # the column of a table-level (unexpected rows) expectation
-        kwargs["meta_column"] = str(item["column"])
-    return expectation(
-        str(item["type"]),
-        severity=severity,
-        check=item.get("check"),
-        description=item.get("description"),
-        **kwargs,
-    )
+def _columns(body: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    return {str(c): tuple(t if isinstance(t, list) else [t]) for c, t in body["columns"].items()}
 
 
 def load_gate_spec(root: Path) -> GateSpec:
     """The gate of the GX context at ``root``: its ``mlsys_gate.yml`` when it has one (a second
-    data source, onboarded with YAML only), else the built-in gate of the synthetic CRM."""
+    data source, onboarded with YAML only), else the built-in gate of the synthetic CRM.
+
+    The file is checked against the gate format (``mlsys_gate.schema.json``, docs/gate-format.md)
+    first; every problem, there or in the dbt YAML it points at, is a :class:`GateSpecError`
+    that names the file and the key."""
     path = Path(root) / GATE_SPEC_FILE
     if not path.is_file():
         return default_gate_spec()
-    import yaml
-
-    data = yaml.safe_load(path.read_text()) or {}
-    raw_suites = data.get("suites")
-    if not isinstance(raw_suites, Mapping) or not raw_suites:
-        raise ValueError(f"{path}: `suites` must map suite names to their definitions")
+    data = load(path)
+    try:
+        project = (path.parent / data["dbt_project"]).resolve() if "dbt_project" in data else None
+    except (OSError, ValueError, RuntimeError) as exc:
+        reason = first_line(exc)
+        raise GateSpecError(f"{path}: dbt_project: not a usable path ({reason})") from None
+    if project is not None and not (project / "dbt_project.yml").is_file():
+        raise GateSpecError(f"{path}: dbt_project: no dbt_project.yml in {project}")
     suites: dict[str, SuiteSpec] = {}
     expectations: dict[str, list[dict[str, Any]]] = {}
-    for name, body in raw_suites.items():
-        body = body or {}
-        columns = body.get("columns")
-        if not isinstance(columns, Mapping) or not columns:
-            raise ValueError(f"{path}: suite {name} needs `columns` (name: [DuckDB types])")
-        stages = tuple(body.get("stages") or ())
-        if body.get("input") and not stages:
-            raise ValueError(f"{path}: raw suite {name} needs `stages` (some of {STAGES})")
-        if set(stages) - set(STAGES):
-            raise ValueError(f"{path}: suite {name}: stages must be among {STAGES}")
-        suites[str(name)] = SuiteSpec(
-            name=str(name),
-            columns={str(c): tuple(t if isinstance(t, list) else [t]) for c, t in columns.items()},
-            input=body.get("input"),
-            stages=stages,
-            freshness_days=int(body.get("freshness_days", 0)),
-        )
-        expectations[str(name)] = [_spec_expectation(name, e) for e in body.get("expectations") or []]
-    return GateSpec(suites, expectations)
+    try:
+        for name, body in data["suites"].items():
+            columns: dict[str, tuple[str, ...]] = {}
+            landing: str | None = None
+            if "source" in body:
+                if project is None:
+                    raise GateSpecError(
+                        f"{path}: suites.{name}.source: needs `dbt_project` (the folder of its _sources.yml)"
+                    )
+                declared = source_table(project, body["source"])
+                columns = {c.name: c.accepted_types for c in declared.table.columns}
+                landing = declared.landing_glob
+            if "columns" in body:
+                columns = _columns(body)
+            input_glob = body.get("input", landing)
+            if "source" in body and input_glob is None:
+                raise GateSpecError(
+                    f"{path}: suites.{name}: the external_location of {body['source']} names no"
+                    " raw/... folder; give the suite an `input` glob"
+                )
+            suites[str(name)] = SuiteSpec(
+                name=str(name),
+                columns=columns,
+                input=input_glob,
+                stages=tuple(body.get("stages") or ()),
+                freshness_days=int(body.get("freshness_days", 0)),
+            )
+            expectations[str(name)] = [yaml_expectation(e) for e in body.get("expectations") or []]
+        if project is not None:
+            for mart in mart_suites(project).values():
+                if mart.name in suites:
+                    raise GateSpecError(
+                        f"{path}: suites.{mart.name}: declared in {mart.path} (the marts' YAML);"
+                        " remove it here"
+                    )
+                suites[mart.name] = SuiteSpec(name=mart.name, columns=dict(mart.columns))
+                expectations[mart.name] = copy.deepcopy(mart.expectations)
+    except ContractError as exc:
+        raise GateSpecError(str(exc)) from None
+    return GateSpec(suites, expectations, project)
 
 
 def gate_spec(settings: Settings) -> GateSpec:
@@ -150,7 +165,11 @@ def suite_definitions(spec: GateSpec | None = None) -> dict[str, list[dict[str, 
             for name in spec.suites
         }
     else:
-        suites = built_in_suites()
+        marts = mart_suites(BUILT_IN_PROJECT)
+        suites = built_in_raw_suites()
+        for mart in marts.values():
+            suites[mart.name] = table_expectations(mart.columns) + copy.deepcopy(mart.expectations)
+    suites = copy.deepcopy(suites)
     for expectations in suites.values():
         for exp in expectations:
             # "meta_column" names the column of a table-level (UnexpectedRows) expectation.

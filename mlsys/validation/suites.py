@@ -3,11 +3,10 @@ expectations. A source with an ``mlsys_gate.yml`` declares its own (``spec``).""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from mlsys.contract import ACTIVITIES, CONVERSIONS, LEADS, TYPE_FAMILIES, raw_contract
+from mlsys.contract import ACTIVITIES, CONVERSIONS, LEADS, raw_contract
 
 RAW_LEADS = "raw_leads"
 RAW_ACTIVITIES = "raw_activities"
@@ -40,49 +39,21 @@ JOB_LEVELS = _CONTRACT.vocabularies["job_levels"]
 ACTIVITY_TYPES = _CONTRACT.vocabularies["activity_types"]
 WINDOWS = tuple(f"{days}d" for days in _CONTRACT.activity_windows_days)
 
-_INTEGER = TYPE_FAMILIES["BIGINT"]
-_FLOAT = TYPE_FAMILIES["DOUBLE"]
-_DATE = TYPE_FAMILIES["DATE"]
-_TEXT = TYPE_FAMILIES["VARCHAR"]
-
-ACTIVITY_WINDOW_COUNTS = tuple(f"n_activities_{w}" for w in WINDOWS)
+# The per-type activity counts of the marts (the synthetic marts of mlsys_local write them).
 ACTIVITY_TYPE_COUNTS = tuple(f"n_{t}_{w}" for t in ACTIVITY_TYPES for w in WINDOWS)
-COUNT_COLUMNS = ("n_activities_total", *ACTIVITY_WINDOW_COUNTS, *ACTIVITY_TYPE_COUNTS)
 
 RAW_LEADS_COLUMNS = _CONTRACT.table(LEADS).accepted_types()
 RAW_ACTIVITIES_COLUMNS = _CONTRACT.table(ACTIVITIES).accepted_types()
 RAW_CONVERSIONS_COLUMNS = _CONTRACT.table(CONVERSIONS).accepted_types()
-# The marts' columns (the feature catalogue's types): what the dbt models above produce.
-LEAD_FEATURES_COLUMNS: dict[str, tuple[str, ...]] = {
-    "lead_id": _INTEGER,
-    "as_of": _DATE,
-    "source": _TEXT,
-    "industry": _TEXT,
-    "country": _TEXT,
-    "job_level": _TEXT,
-    "company_size": _INTEGER,
-    "lead_age_days": _INTEGER,
-    "days_since_first_activity": _FLOAT,
-    "days_since_last_activity": _FLOAT,
-    **dict.fromkeys(COUNT_COLUMNS, _INTEGER),
-    "activity_trend_7d": _INTEGER,
-}
-TRAINING_SNAPSHOTS_COLUMNS: dict[str, tuple[str, ...]] = {
-    **LEAD_FEATURES_COLUMNS,
-    "label": _INTEGER,
-}
-
+# The raw tables' columns; the marts' come from their YAML in the dbt project (mart_suites).
 SCHEMAS: dict[str, dict[str, tuple[str, ...]]] = {
     RAW_LEADS: RAW_LEADS_COLUMNS,
     RAW_ACTIVITIES: RAW_ACTIVITIES_COLUMNS,
     RAW_CONVERSIONS: RAW_CONVERSIONS_COLUMNS,
-    LEAD_FEATURES: LEAD_FEATURES_COLUMNS,
-    TRAINING_SNAPSHOTS: TRAINING_SNAPSHOTS_COLUMNS,
 }
 
 # Null-rate bounds (warnings): at least this share of rows must be non-null.
 _NULLABLE_ATTRIBUTES_MOSTLY = 0.5
-_ACTIVITY_RECENCY_MOSTLY = 0.05
 # Freshness (warnings): at least this share of the rows is dated on or after
 # as_of - FRESHNESS_DAYS[suite]. A stale export fails nothing by itself, but features then
 # describe an older world; rows after as_of count too, so backfills of old dates stay quiet.
@@ -90,7 +61,8 @@ _FRESHNESS_MOSTLY = 0.001
 FRESHNESS_DAYS: dict[str, int] = {RAW_ACTIVITIES: 7, RAW_CONVERSIONS: 30}
 
 SUITE_NOTES = (
-    "Generated from mlsys/validation/suites.py (suite_definitions); regenerate with "
+    "Generated from mlsys/validation/suites.py (raw suites) and sql/models/marts/_marts.yml "
+    "(marts: data_type, data_tests, meta.gate); regenerate with "
     "`python -m mlsys.validation write-context`, do not edit by hand. "
     "Severity is in each expectation's meta: meta.severity == 'error' blocks the pipeline "
     "(mlsys.validation.gate raises DataValidationError); meta.severity == 'warning' "
@@ -103,8 +75,8 @@ SUITE_NOTES = (
 )
 
 SPEC_SUITE_NOTES = SUITE_NOTES.replace(
-    "Generated from mlsys/validation/suites.py (suite_definitions)",
-    "Generated from this context's mlsys_gate.yml (mlsys.validation.suite_definitions)",
+    "Generated from mlsys/validation/suites.py (raw suites) and sql/models/marts/_marts.yml",
+    "Generated from this context's mlsys_gate.yml and the marts' YAML of its dbt_project",
 )
 
 
@@ -235,102 +207,6 @@ def _lead_attribute_expectations() -> list[dict[str, Any]]:
     return out
 
 
-def _feature_expectations(suite: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = [expectation("expect_column_values_to_not_be_null", column="lead_id")]
-    if suite == LEAD_FEATURES:
-        out += [
-            expectation("expect_column_values_to_be_unique", column="lead_id"),
-            expectation("expect_column_values_to_not_be_null", column="as_of"),
-            expectation(
-                "expect_column_unique_value_count_to_be_between",
-                column="as_of",
-                min_value=1,
-                max_value=1,
-                description="One feature file holds exactly one as_of date.",
-            ),
-        ]
-    else:
-        out += [
-            expectation(
-                "expect_compound_columns_to_be_unique",
-                column_list=["lead_id", "as_of"],
-                description="One row per lead per snapshot date.",
-            ),
-            expectation("expect_column_values_to_not_be_null", column="as_of"),
-        ]
-    out += _lead_attribute_expectations()
-    out += [
-        expectation("expect_column_values_to_not_be_null", column="lead_age_days"),
-        expectation("expect_column_values_to_be_between", column="lead_age_days", min_value=0),
-        expectation("expect_column_values_to_be_between", column="days_since_first_activity", min_value=0),
-        expectation("expect_column_values_to_be_between", column="days_since_last_activity", min_value=0),
-        expectation("expect_column_values_to_not_be_null", column="activity_trend_7d"),
-    ]
-    for column in COUNT_COLUMNS:
-        out += [
-            expectation("expect_column_values_to_not_be_null", column=column),
-            expectation("expect_column_values_to_be_between", column=column, min_value=0),
-        ]
-    windows = [*ACTIVITY_WINDOW_COUNTS, "n_activities_total"]
-    for shorter, longer in itertools.pairwise(windows):
-        out.append(
-            expectation(
-                "expect_column_pair_values_a_to_be_greater_than_b",
-                column_A=longer,
-                column_B=shorter,
-                or_equal=True,
-                description=f"{longer} >= {shorter} (windows are nested).",
-            )
-        )
-    # Warnings: null-rate of recency features, distribution bounds.
-    for column in ("days_since_first_activity", "days_since_last_activity"):
-        out.append(
-            expectation(
-                "expect_column_values_to_not_be_null",
-                severity=WARNING,
-                check="null_rate",
-                column=column,
-                mostly=_ACTIVITY_RECENCY_MOSTLY,
-                description=f"At least {_ACTIVITY_RECENCY_MOSTLY:.0%} of leads have an activity.",
-            )
-        )
-    out += [
-        expectation(
-            "expect_column_mean_to_be_between",
-            severity=WARNING,
-            check="distribution",
-            column="lead_age_days",
-            min_value=0,
-            max_value=3650,
-            description="Mean lead age is under ten years.",
-        ),
-        expectation(
-            "expect_column_mean_to_be_between",
-            severity=WARNING,
-            check="distribution",
-            column="n_activities_90d",
-            min_value=0,
-            max_value=1000,
-            description="Mean activity count over 90 days is plausible.",
-        ),
-    ]
-    if suite == TRAINING_SNAPSHOTS:
-        out += [
-            expectation("expect_column_values_to_not_be_null", column="label"),
-            expectation("expect_column_values_to_be_in_set", column="label", value_set=[0, 1]),
-            expectation(
-                "expect_column_mean_to_be_between",
-                severity=WARNING,
-                check="distribution",
-                column="label",
-                min_value=0.001,
-                max_value=0.5,
-                description="Conversion rate (label mean) between 0.1% and 50%.",
-            ),
-        ]
-    return out
-
-
 def _raw_leads_expectations() -> list[dict[str, Any]]:
     return [
         expectation("expect_column_values_to_not_be_null", column="lead_id"),
@@ -441,13 +317,11 @@ SUITE_META: dict[str, dict[str, Any]] = {
 }
 
 
-def built_in_suites() -> dict[str, list[dict[str, Any]]]:
-    """The synthetic CRM's suites, each preceded by the table checks of its columns."""
+def built_in_raw_suites() -> dict[str, list[dict[str, Any]]]:
+    """The synthetic CRM's raw suites, each preceded by the table checks of its columns (its
+    marts' suites come from their YAML in sql/, mlsys.validation.mart_suites)."""
     return {
         RAW_LEADS: table_expectations(SCHEMAS[RAW_LEADS]) + _raw_leads_expectations(),
         RAW_ACTIVITIES: table_expectations(SCHEMAS[RAW_ACTIVITIES]) + _raw_activities_expectations(),
         RAW_CONVERSIONS: table_expectations(SCHEMAS[RAW_CONVERSIONS]) + _raw_conversions_expectations(),
-        LEAD_FEATURES: table_expectations(SCHEMAS[LEAD_FEATURES]) + _feature_expectations(LEAD_FEATURES),
-        TRAINING_SNAPSHOTS: table_expectations(SCHEMAS[TRAINING_SNAPSHOTS])
-        + _feature_expectations(TRAINING_SNAPSHOTS),
     }

@@ -121,8 +121,12 @@ def test_contacts_are_dated_from_the_row_order(bank: Settings) -> None:
     assert (first.year, last.year, backwards) == (2008, 2010, 0)
 
 
-def test_bank_flow_gate_retrain_score(bank_published: Path, bank: Settings) -> None:
+def test_bank_flow_gate_retrain_score(
+    bank_published: Path, bank: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
     import mlflow
+
+    from mlsys import cli
 
     champion = registry.alias_version(bank, registry.CHAMPION)
     assert champion is not None
@@ -160,6 +164,14 @@ def test_bank_flow_gate_retrain_score(bank_published: Path, bank: Settings) -> N
     scores = table.column("score").to_numpy()
     assert ((scores >= 0) & (scores <= 1)).all()
     assert str(bank_published).startswith(str(bank.data_dir))  # its own scored table
+
+    # What `make bank-demo` prints last: the champion and its holdout metrics.
+    capsys.readouterr()
+    assert cli.main(["champion"]) == 0
+    line = capsys.readouterr().out
+    roc_auc = run.data.metrics["roc_auc"]
+    assert f"bank_marketing v{champion.version} (champion): holdout ROC AUC {roc_auc:.3f}" in line
+    assert f"trained as of {TRAIN_AS_OF.isoformat()}" in line
 
 
 def test_a_bad_bank_file_is_stopped_by_the_gate(bank: Settings, tmp_path: Path) -> None:
