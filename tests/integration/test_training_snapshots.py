@@ -121,7 +121,8 @@ def test_kept_weeks_are_not_computed_again(isolated_settings: Settings, tmp_path
 
     full = _fresh_home(tmp_path, s.raw_dir, "full")
     features.build(AS_OF, full, selector=TRAINING)
-    counted = f"select n_demo_requested_7d from read_parquet('{{}}') where lead_id = {lead} and as_of = date '{first}'"
+    where = f"lead_id = {lead} and as_of = date '{first}'"
+    counted = f"select n_demo_requested_7d from read_parquet('{{}}') where {where}"
     assert duckdb.sql(counted.format(full.training_snapshots_path(AS_OF))).fetchall()[0][0] == (
         duckdb.sql(counted.format(path)).fetchall()[0][0] + 1
     )
