@@ -137,8 +137,44 @@ def warehouse_lock(settings: Settings, *, timeout_seconds: float = 3 * 3600) -> 
         os.close(fd)  # releases the lock
 
 
-def run(dbt_args: list[str], settings: Settings) -> Any:
-    """Invoke dbt in this process and release the warehouse file afterwards."""
+class BuildProgress:
+    """A dbtRunner callback: a line when each model starts and ends, and a heartbeat line
+    every few seconds saying which models are running (`mlsys.progress`), so a model that
+    runs for minutes (a full refresh of the activities) never looks hung."""
+
+    def __init__(self, what: str = "dbt build") -> None:
+        from mlsys.progress import Progress
+
+        self.progress = Progress(what, unit="nodes").start_heartbeat()
+        self.running: dict[str, float] = {}
+
+    def __call__(self, event: Any) -> None:
+        import time
+
+        name = event.info.name
+        if name not in ("NodeStart", "NodeFinished"):
+            return
+        node = event.data.node_info
+        if name == "NodeStart":
+            self.running[node.node_name] = time.monotonic()
+            if node.resource_type == "model":
+                log.info("dbt model %s: started", node.node_name)
+        else:
+            started = self.running.pop(node.node_name, time.monotonic())
+            if node.resource_type == "model":
+                log.info(
+                    "dbt model %s: %s in %.1fs", node.node_name, node.node_status, time.monotonic() - started
+                )
+            self.progress.advance(1)
+        self.progress.describe("running " + ", ".join(self.running) if self.running else "")
+
+    def finish(self, *, failed: bool = False) -> None:
+        self.progress.finish(failed=failed)
+
+
+def run(dbt_args: list[str], settings: Settings, *, progress: bool = False) -> Any:
+    """Invoke dbt in this process and release the warehouse file afterwards. ``progress``:
+    report each model and a heartbeat while it runs (`BuildProgress`)."""
     from dbt.cli.main import dbtRunner
 
     # dbt reads these through env_var(); set them for this call only. Leaving them set would
@@ -149,9 +185,15 @@ def run(dbt_args: list[str], settings: Settings) -> Any:
     os.environ.update(overrides)
     settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
     manifest_before = manifest_stamp(settings)
+    reporter = BuildProgress(f"dbt {dbt_args[0]}") if progress else None
+    failed = True
     try:
-        return dbtRunner().invoke(dbt_args)
+        result = dbtRunner(callbacks=[reporter] if reporter else []).invoke(dbt_args)
+        failed = not result.success
+        return result
     finally:
+        if reporter is not None:
+            reporter.finish(failed=failed)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -120,8 +120,7 @@ def build(
         start = perf_counter()
         if training:
             _add_snapshots_in_parts(as_of, settings, dbt_vars)
-        with Progress(f"dbt build --select {selector} as of {as_of}"):
-            result = dbt.run(args, settings)
+        result = dbt.run(args, settings, progress=True)
         seconds = perf_counter() - start
         if result.exception is None and result.success:
             models = [r.node for r in result.result.results if r.node.resource_type == "model"]
@@ -235,13 +234,12 @@ def _add_snapshots_in_parts(as_of: date, settings: Settings, dbt_vars: dict[str,
     args = dbt.args(
         settings, "run", "--select", f"+{SNAPSHOT_FEATURES_MODEL}", "--vars", json.dumps(part_vars)
     )
-    with Progress(
-        f"training snapshots: computing {len(missing)} dates, {per_build} per dbt run", len(missing)
-    ) as progress:
+    what = f"training snapshots: {per_build} new dates per dbt run"
+    with Progress(what, len(missing), unit="dates").start_heartbeat() as progress:
         for _ in wanted:  # each run adds at least one date: bounded
             _raise_on_failure(dbt.run(args, settings), training=True)
             left = [d for d in wanted if d not in kept_snapshot_dates(settings)]
-            progress.advance(len(missing) - len(left) - progress.done, note=f"{len(left)} left")
+            progress.advance(len(missing) - len(left) - progress.done_count, detail=f"{len(left)} to compute")
             if len(left) <= per_build:
                 return
 

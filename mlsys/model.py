@@ -207,7 +207,7 @@ def _fit_params(weights: np.ndarray | None) -> dict[str, Any]:
 
 def _fitting(config: ModelConfig, smote: SmotePlan, rows: int) -> Progress:
     what = config.estimator + (" + SMOTE" if smote.apply else "")
-    return Progress(f"fitting {what} on {rows:,} rows")
+    return Progress(f"fitting {what} on {rows:,} rows").start_heartbeat()
 
 
 def fit_calibrated(
@@ -242,7 +242,7 @@ def fit_calibrated(
     with _fitting(config, smote, len(x)):
         pipeline.fit(x, y, **_fit_params(fit_weights(config, smote, train_weights)))
     x_calib, y_calib = prepare_frame(calibration, numeric, categorical), calibration["label"].to_numpy()
-    with Progress(f"calibrating ({config.calibration}) on {len(x_calib):,} rows"):
+    with Progress(f"calibrating ({config.calibration}) on {len(x_calib):,} rows").start_heartbeat():
         model = calibrate(pipeline, x_calib, y_calib, config.calibration, config.random_state)
     return FittedModel(model, smote, x)
 

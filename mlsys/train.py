@@ -39,7 +39,7 @@ from mlsys.model import (
     reason_spec,
     uncalibrated_proba,
 )
-from mlsys.progress import track
+from mlsys.progress import Progress
 from mlsys.settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -318,14 +318,23 @@ def tune(
     best: dict[str, Any] = {}
     best_score = -np.inf
     # RandomizedSearchCV's search, one candidate at a time so each one's result is reported.
-    for params in track(candidates, f"tuning {config.estimator}: {len(candidates)} candidates x 3 folds"):
-        folds = GroupKFold(n_splits=3)
-        scores = cross_val_score(
-            clone(pipeline).set_params(**params), x, y, groups=groups, cv=folds, scoring="roc_auc", n_jobs=1
-        )
-        log.info("tuning: %s CV ROC AUC %.4f", params, float(np.mean(scores)))
-        if float(np.mean(scores)) > best_score:
-            best, best_score = params, float(np.mean(scores))
+    what = f"tuning {config.estimator} (3 folds each)"
+    with Progress(what, len(candidates), unit="candidates").start_heartbeat() as progress:
+        for params in candidates:
+            scores = cross_val_score(
+                clone(pipeline).set_params(**params),
+                x,
+                y,
+                groups=groups,
+                cv=GroupKFold(n_splits=3),
+                scoring="roc_auc",
+                n_jobs=1,
+            )
+            score = float(np.mean(scores))
+            log.info("tuning: %s CV ROC AUC %.4f", params, score)
+            if score > best_score:
+                best, best_score = params, score
+            progress.advance(1, detail=f"best CV ROC AUC {best_score:.4f}")
     log.info("tuning: best %s (CV ROC AUC %.4f)", best, best_score)
     if config.estimator == "logreg":
         return replace(config, logreg_c=float(best["model__C"]))

@@ -1,12 +1,10 @@
 """Training at scale: beyond MLSYS_MAX_TRAIN_ROWS the negatives are sampled and weighted back,
-the calibration and holdout rows stay uniform, and the calibrated score stays honest; long
-work reports progress."""
+the calibration and holdout rows stay uniform, and the calibrated score stays honest; the fit,
+the calibration and each tuning candidate report progress."""
 
 from __future__ import annotations
 
-import io
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +21,7 @@ from mlsys.model import (
     prepare_frame,
     uncalibrated_proba,
 )
-from mlsys.progress import Progress, track
-from mlsys.train import TrainSampling, load_splits, plan_sampling
+from mlsys.train import TrainSampling, load_splits, plan_sampling, tune
 
 CATALOG = FeatureCatalog("training_snapshots", ("x", "z"), ("c",), "sha")
 DATES = pd.to_datetime(["2026-01-05", "2026-01-12", "2026-01-19", "2026-01-26", "2026-02-02"]).date
@@ -114,41 +111,18 @@ def test_sampled_negatives_weighted_back_keep_calibration_honest(
     # Calibrated on uniform rows, the published score is honest whichever way it was fitted.
     assert max(ece_full, ece_weighted, ece_unweighted) < 0.02
     assert abs(auc_weighted - auc_full) < 0.01
-    assert any(
-        "fitting logreg on 10,00" in r.getMessage() and "done in" in r.getMessage() for r in caplog.records
-    )
+    messages = [r.getMessage() for r in caplog.records if r.name == "mlsys.progress"]
+    assert any(m.startswith("fitting logreg on 10,00") and m.endswith("(done)") for m in messages)
+    assert any(m.startswith("calibrating (isotonic) on ") and m.endswith("(done)") for m in messages)
 
 
-def test_progress_writes_a_line_every_interval_in_a_log(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="mlsys.progress"):
-        with Progress("long work", 4, interval=0.05, stream=io.StringIO()) as progress:
-            progress.advance(note="first part")
-            time.sleep(0.3)
-        items = list(track(range(3), "items", interval=0.05))
-    lines = [r.getMessage() for r in caplog.records]
-    heartbeats = [line for line in lines if line.startswith("long work: 1/4 (25%)")]
-    assert len(heartbeats) >= 2 and heartbeats[0].endswith(": first part")
-    assert any(line.startswith("long work: done in") for line in lines)
-    assert items == [0, 1, 2] and any(line.startswith("items: done in") for line in lines)
-
-
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_draws_a_bar_on_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
-    terminal = _Terminal()
-    work = Progress("scoring", 2, interval=0.05, stream=terminal)
-    with (
-        caplog.at_level(logging.INFO, logger="mlsys.progress"),
-        pytest.raises(RuntimeError),
-        work as progress,
-    ):
-        progress.advance()
-        time.sleep(0.2)
-        raise RuntimeError("boom")
-    text = terminal.getvalue()
-    assert "\r" in text and "[############............] scoring: 1/2 (50%)" in text
-    assert text.endswith("scoring: failed (RuntimeError) in 0 s\n")
-    assert not [r for r in caplog.records if r.name == "mlsys.progress"]  # the bar, not the log
+def test_tuning_reports_each_candidate(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    splits = load_splits(_snapshots(tmp_path, per_date=3_000), CATALOG, seed=42)
+    config = ModelConfig(use_smote=False)
+    with caplog.at_level(logging.INFO):
+        tuned = tune(splits, CATALOG, config, plan_smote(splits.train["label"], False))
+    assert tuned.logreg_c in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+    candidates = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tuning: {")]
+    assert len(candidates) == 6 and all("CV ROC AUC 0." in m for m in candidates)
+    progress = [r.getMessage() for r in caplog.records if r.name == "mlsys.progress"]
+    assert progress[-1].startswith("tuning logreg (3 folds each): 100% (6/6 candidates)")
