@@ -336,7 +336,7 @@ def _output_columns(docs: dict) -> dict[str, list[str]]:
 
 def test_every_model_and_column_is_documented_and_tested(docs: dict) -> None:
     models = {n["unique_id"]: n for n in docs["nodes"].values() if n["resource_type"] == "model"}
-    assert len(models) >= 8
+    assert len(models) >= 7
     tested = {
         parent
         for n in docs["nodes"].values()
