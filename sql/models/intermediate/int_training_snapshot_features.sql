@@ -38,12 +38,12 @@
 {%- endif %}
 
 {%- for snapshot in missing %}
-select
-    features.*,
-    '{{ fingerprint }}' as features_sql_md5
-from ({{ snapshot_features("date '" ~ snapshot ~ "'") }}) as features
-{% if not loop.last %}union all{% endif %}
+    select
+        features.*,
+        '{{ fingerprint }}' as features_sql_md5
+    from ({{ snapshot_features("date '" ~ snapshot ~ "'") }}) as features
+    {% if not loop.last %}union all{% endif %}
 {%- endfor %}
 {%- if not missing %}
-select * from {{ this }} where false
+    select * from {{ this }} where false
 {%- endif %}

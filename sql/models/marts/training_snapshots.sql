@@ -13,7 +13,7 @@ snapshots as (
     from {{ ref('int_training_snapshot_features') }}
     where as_of in (
         {%- for snapshot in training_snapshot_dates() %}
-        date '{{ snapshot }}'{{ "," if not loop.last }}
+            date '{{ snapshot }}'{{ "," if not loop.last }}
         {%- endfor %}
     )
 ),
