@@ -97,7 +97,9 @@ def measure(args: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
     if os.waitstatus_to_exitcode(status) != 0:
         tail = "\n".join(text.strip().splitlines()[-15:])
         raise SystemExit(f"child failed ({' '.join(args[:4])} ...), log {log}:\n{tail}")
-    result = next((json.loads(line[7:]) for line in text.splitlines() if line.startswith("RESULT ")), {})
+    # A progress bar may share the RESULT line (carriage returns, no newline): take what follows.
+    found = [line[line.rindex("RESULT {") + 7 :] for line in text.splitlines() if "RESULT {" in line]
+    result = json.loads(found[-1]) if found else {}
     return {
         "wall_s": round(wall, 1),
         "peak_rss_mb": round(usage.ru_maxrss / 1024),
