@@ -14,12 +14,13 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from time import perf_counter
 from typing import Any
 
 from mlsys import dbt, metrics
+from mlsys.progress import Progress
 from mlsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ def build(
         activity_partitions=activity_partitions(settings) if full_refresh else 1,
         **(extra_vars or {}),
     )
+    training = "training_snapshots" in wanted
     # cautious: a test runs only when all the models it reads are selected (the marts are
     # built separately by scoring and by retrain).
     args = dbt.args(
@@ -126,16 +128,14 @@ def build(
                 # An earlier build's file that failed its gate: must not pass for this one's.
                 path.unlink(missing_ok=True)
         start = perf_counter()
+        if training:
+            _add_snapshots_in_parts(as_of, settings, dbt_vars)
         result = dbt.run(args, settings, progress=True)
         seconds = perf_counter() - start
         if result.exception is None and result.success:
             models = [r.node for r in result.result.results if r.node.resource_type == "model"]
             table_rows = _table_rows(models, settings)  # reads the warehouse: still ours
-    if result.exception is not None:
-        raise FeatureBuildError(f"dbt could not run: {result.exception}") from result.exception
-    if not result.success:
-        failures = _failures(result) or ["dbt reported failure without a failing node"]
-        raise FeatureBuildError("dbt build failed:\n  " + "\n  ".join(failures))
+    _raise_on_failure(result, training=training)
     for warning in _node_lines(result, {"warn"}):
         log.warning("dbt %s", warning)
 
@@ -175,6 +175,96 @@ def rebuild_vars(window: tuple[date, date] | None) -> dict[str, str]:
     return {"rebuild_activities_from": first.isoformat(), "rebuild_activities_to": last.isoformat()}
 
 
+def _raise_on_failure(result: Any, *, training: bool) -> None:
+    if result.exception is not None:
+        raise FeatureBuildError(f"dbt could not run: {result.exception}") from result.exception
+    if result.success:
+        return
+    failures = _failures(result) or ["dbt reported failure without a failing node"]
+    out_of_memory = [line for line in failures if "out of memory" in line.lower()]
+    if out_of_memory:
+        model = out_of_memory[0].split(":", 1)[0]
+        if training:
+            hint = (
+                "set MLSYS_SNAPSHOTS_PER_BUILD=1 (one new snapshot date per dbt run) or raise "
+                "MLSYS_DUCKDB_TRAINING_MEMORY_LIMIT (default 3GB)"
+            )
+        else:
+            hint = "raise MLSYS_DUCKDB_MEMORY_LIMIT or set MLSYS_ACTIVITY_PARTITIONS higher"
+        raise FeatureBuildError(f"DuckDB ran out of memory in {model}: {hint}")
+    raise FeatureBuildError("dbt build failed:\n  " + "\n  ".join(failures))
+
+
+# Landed activities one dbt run of the kept training snapshots reads per new snapshot date:
+# each date de-duplicates and aggregates the activities before it, so a run adding k dates holds
+# k such hash tables. Above this, a first build adds its dates in several runs.
+ACTIVITIES_PER_SNAPSHOT_BUILD = 20_000_000
+SNAPSHOT_FEATURES_MODEL = "int_training_snapshot_features"
+
+
+def snapshot_dates(as_of: date, settings: Settings) -> list[date]:
+    """The weekly training snapshot dates as of ``as_of``, oldest first (the dbt macro
+    training_snapshot_dates is the same rule): the last is as_of - horizon_days."""
+    last = as_of - timedelta(days=settings.horizon_days)
+    return [last - timedelta(days=7 * back) for back in range(settings.snapshot_weeks - 1, -1, -1)]
+
+
+def snapshots_per_build(settings: Settings) -> int:
+    """New snapshot dates one dbt run adds (0: all): MLSYS_SNAPSHOTS_PER_BUILD, or from the row
+    count in the Parquet footers of the landed activities."""
+    if settings.snapshots_per_build > 0:
+        return settings.snapshots_per_build
+    rows = _landed_rows(settings, "activities")
+    per_build = ACTIVITIES_PER_SNAPSHOT_BUILD // max(1, rows)
+    return 0 if per_build >= settings.snapshot_weeks else max(1, per_build)
+
+
+def kept_snapshot_dates(settings: Settings) -> set[date]:
+    """The snapshot dates the warehouse keeps features of (none before the first build)."""
+    if not settings.warehouse.exists():
+        return set()
+    import duckdb
+
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        exists = con.execute(
+            "select count(*) from information_schema.tables where table_name = ?", [SNAPSHOT_FEATURES_MODEL]
+        ).fetchall()[0][0]
+        if not exists:
+            return set()
+        return {d for (d,) in con.sql(f"select distinct as_of from {SNAPSHOT_FEATURES_MODEL}").fetchall()}  # noqa: S608 - a constant name
+
+
+def _add_snapshots_in_parts(as_of: date, settings: Settings, dbt_vars: dict[str, Any]) -> None:
+    """Before the build of the mart, add the missing snapshot dates a few per dbt run when there
+    are more than `snapshots_per_build` of them (a first build on a big CRM); the mart's build
+    then adds the rest. Runs under the caller's warehouse lock."""
+    per_build = snapshots_per_build(settings)
+    wanted = snapshot_dates(as_of, settings)
+    project_keeps = any(settings.dbt_project_dir.rglob(f"{SNAPSHOT_FEATURES_MODEL}.sql"))
+    missing = [d for d in wanted if d not in kept_snapshot_dates(settings)] if project_keeps else []
+    log.info(
+        "training snapshots as of %s: %d of %d weekly dates kept, %d to compute",
+        as_of,
+        len(wanted) - len(missing),
+        len(wanted),
+        len(missing),
+    )
+    if not per_build or len(missing) <= per_build:
+        return
+    part_vars = {**dbt_vars, "new_snapshots_per_build": per_build}
+    args = dbt.args(
+        settings, "run", "--select", f"+{SNAPSHOT_FEATURES_MODEL}", "--vars", json.dumps(part_vars)
+    )
+    what = f"training snapshots: {per_build} new dates per dbt run"
+    with Progress(what, len(missing), unit="dates").start_heartbeat() as progress:
+        for _ in wanted:  # each run adds at least one date: bounded
+            _raise_on_failure(dbt.run(args, settings), training=True)
+            left = [d for d in wanted if d not in kept_snapshot_dates(settings)]
+            progress.advance(len(missing) - len(left) - progress.done_count, detail=f"{len(left)} to compute")
+            if len(left) <= per_build:
+                return
+
+
 # Activities per part when a full refresh of stg_activities splits the de-duplication by lead (measured,
 # 2 cores, 1.5 GB DuckDB limit: 30M activities gain nothing from splitting; 150M and 300M are
 # fastest in 8 parts, 16 is slower again: every part re-reads the files).
@@ -187,16 +277,18 @@ def activity_partitions(settings: Settings) -> int:
     the Parquet footers of the landed activities (no data is read)."""
     if settings.activity_partitions > 0:
         return settings.activity_partitions
-    files = sorted((settings.raw_dir / "activities").glob("*.parquet"))
-    if not files:
-        return 1
+    rows = _landed_rows(settings, "activities")
+    return max(1, min(MAX_ACTIVITY_PARTITIONS, rows // ACTIVITIES_PER_PARTITION))
+
+
+def _landed_rows(settings: Settings, table: str) -> int:
+    """Rows of a landed raw table from its Parquet footers (no data read); 0 when unreadable."""
     import pyarrow.parquet as pq
 
     try:
-        rows = sum(pq.read_metadata(f).num_rows for f in files)
+        return sum(pq.read_metadata(f).num_rows for f in (settings.raw_dir / table).glob("*.parquet"))
     except Exception:  # noqa: BLE001 - an unreadable file is the gate's to report, not ours
-        return 1
-    return max(1, min(MAX_ACTIVITY_PARTITIONS, rows // ACTIVITIES_PER_PARTITION))
+        return 0
 
 
 def _staged_output(mart: str, staged: Path, as_of: date, settings: Settings) -> Path:

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlsys.progress import Progress
+
 ESTIMATORS = ("logreg", "hgb")
 SMOTE_MIN_RATIO = 2.0
 # "auto" picks isotonic or sigmoid per model by cross-validated log-loss on the calibration
@@ -130,7 +132,12 @@ def build_pipeline(numeric: list[str], categorical: list[str], config: ModelConf
 
 
 def calibrate(
-    fitted_pipeline: Any, x_calib: pd.DataFrame, y_calib: np.ndarray, method: str, random_state: int = 42
+    fitted_pipeline: Any,
+    x_calib: pd.DataFrame,
+    y_calib: np.ndarray,
+    method: str,
+    random_state: int = 42,
+    sample_weight: np.ndarray | None = None,
 ) -> Any:
     """Calibrate a fitted pipeline on data it was not fitted on (prefit, via FrozenEstimator).
     ``method="auto"``: the one `choose_calibration` picks, fitted on all of the calibration
@@ -141,7 +148,7 @@ def calibrate(
     if method == "auto":
         method, _ = choose_calibration(fitted_pipeline, x_calib, y_calib, random_state)
     calibrated = CalibratedClassifierCV(FrozenEstimator(fitted_pipeline), method=method)
-    calibrated.fit(x_calib, y_calib)
+    calibrated.fit(x_calib, y_calib, sample_weight=sample_weight)
     return calibrated
 
 
@@ -184,29 +191,59 @@ class FittedModel:
     x_fitted: pd.DataFrame
 
 
+def fit_weights(config: ModelConfig, smote: SmotePlan, weights: np.ndarray | None) -> np.ndarray | None:
+    """The row weights the classifier gets: ``weights`` (which undo a sampling of the negatives,
+    `mlsys.train.TrainSampling`) only when nothing else sets the class balance. SMOTE makes the
+    classes equal whatever share of negatives was read, and class weights make their totals
+    equal: weighting the sampled negatives back would then undo that, not the sampling."""
+    if weights is None or smote.apply or config.class_weight is not None:
+        return None
+    return np.asarray(weights, dtype=float)
+
+
+def _fit_params(weights: np.ndarray | None) -> dict[str, Any]:
+    return {} if weights is None else {"model__sample_weight": weights}
+
+
+def _fitting(config: ModelConfig, smote: SmotePlan, rows: int) -> Progress:
+    what = config.estimator + (" + SMOTE" if smote.apply else "")
+    return Progress(f"fitting {what} on {rows:,} rows").start_heartbeat()
+
+
 def fit_calibrated(
     numeric: list[str],
     categorical: list[str],
     config: ModelConfig,
     train: pd.DataFrame,
     calibration: pd.DataFrame,
+    train_weights: np.ndarray | None = None,
 ) -> FittedModel:
     """The published model from a training and a calibration frame (``label``, ``lead_id`` and
     the features): fitted on ``train`` and calibrated on ``calibration`` (`calibrate`), or with
     ``config.calibration_folds`` cross-fitted on both pooled (`fit_cross_fitted`, a lead's
-    rows in one fold). `mlsys.train.train` and the benchmarks fit through this one path."""
+    rows in one fold). `mlsys.train.train` and the benchmarks fit through this one path.
+    ``train_weights``: per training row, from a sampling of the negatives (`fit_weights` says
+    when they are used); the calibration rows are a uniform sample and weigh 1."""
     if config.calibration_folds:
         pooled = pd.concat([train, calibration], ignore_index=True)
         x, y = prepare_frame(pooled, numeric, categorical), pooled["label"].to_numpy()
         smote = plan_smote(y, config.use_smote)
-        model = fit_cross_fitted(numeric, categorical, config, smote, x, y, pooled["lead_id"].to_numpy())
+        weights = None
+        if train_weights is not None:
+            weights = np.concatenate([np.asarray(train_weights, dtype=float), np.ones(len(calibration))])
+        with _fitting(config, smote, len(x)):
+            model = fit_cross_fitted(
+                numeric, categorical, config, smote, x, y, pooled["lead_id"].to_numpy(), weights
+            )
         return FittedModel(model, smote, x)
     x, y = prepare_frame(train, numeric, categorical), train["label"].to_numpy()
     smote = plan_smote(y, config.use_smote)
     pipeline = build_pipeline(numeric, categorical, config, smote)
-    pipeline.fit(x, y)
+    with _fitting(config, smote, len(x)):
+        pipeline.fit(x, y, **_fit_params(fit_weights(config, smote, train_weights)))
     x_calib, y_calib = prepare_frame(calibration, numeric, categorical), calibration["label"].to_numpy()
-    model = calibrate(pipeline, x_calib, y_calib, config.calibration, config.random_state)
+    with Progress(f"calibrating ({config.calibration}) on {len(x_calib):,} rows").start_heartbeat():
+        model = calibrate(pipeline, x_calib, y_calib, config.calibration, config.random_state)
     return FittedModel(model, smote, x)
 
 
@@ -218,6 +255,7 @@ def fit_cross_fitted(
     x: pd.DataFrame,
     y: np.ndarray,
     groups: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> Any:
     """Cross-fitted calibration: k pipelines, each fitted (SMOTE and classifier) on k-1 folds
     and calibrated on the fold it did not see; the published score is their mean.
@@ -240,15 +278,24 @@ def fit_cross_fitted(
     preprocess = template.named_steps["preprocess"].fit(x)
     z = preprocess.transform(x)
     members: list[tuple[Any, np.ndarray]] = []
+    fit_weight = fit_weights(config, smote, weights)
     for fit_rows, held_out in _folds(y, groups, folds, config.random_state):
-        rest = clone(template)[1:].fit(z[fit_rows], y[fit_rows])
+        params = _fit_params(None if fit_weight is None else fit_weight[fit_rows])
+        rest = clone(template)[1:].fit(z[fit_rows], y[fit_rows], **params)
         members.append((type(template)([("preprocess", preprocess), *rest.steps]), held_out))
     method = config.calibration
     if method == "auto":
         chosen = [choose_calibration(m, x.iloc[rows], y[rows], config.random_state)[1] for m, rows in members]
         losses = {k: float(np.mean([c[k] for c in chosen if c])) for k in ("isotonic", "sigmoid")}
         method = "sigmoid" if losses["sigmoid"] < losses["isotonic"] else "isotonic"
-    parts = [calibrate(m, x.iloc[rows], y[rows], method, config.random_state) for m, rows in members]
+    # A held-out fold mixes sampled training rows with calibration rows: weighted back, it
+    # calibrates to the population's rate (weights None: every row counts once).
+    parts = [
+        calibrate(
+            m, x.iloc[rows], y[rows], method, config.random_state, None if weights is None else weights[rows]
+        )
+        for m, rows in members
+    ]
     model = parts[0]
     model.calibrated_classifiers_ = [c for part in parts for c in part.calibrated_classifiers_]
     return model

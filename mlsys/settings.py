@@ -116,6 +116,12 @@ class Settings:
     # Parts a full refresh of stg_activities splits the leads into for de-duplicating (dbt var
     # activity_partitions); 0: from the landed row count (mlsys.features.activity_partitions).
     activity_partitions: int = 0
+    # Snapshot dates one dbt run adds to the kept training snapshots (dbt var
+    # new_snapshots_per_build); 0: from the landed lead count (mlsys.features.snapshots_per_build).
+    snapshots_per_build: int = 0
+    # Rows of the training split the fit reads at most (mlsys.train.load_splits); beyond it the
+    # negatives are sampled first, weighted back in the fit.
+    max_train_rows: int = 400_000
     # The dbt profile's target (profiles.yml: dev on a laptop, prod in the compose stack).
     dbt_target: str = "dev"
     horizon_days: int = 30
@@ -267,6 +273,8 @@ class Settings:
             "MLSYS_CALIBRATION_FOLDS": self.calibration_folds,
             "MLSYS_EXPERIMENT": self.experiment_name,
             "MLSYS_ACTIVITY_PARTITIONS": self.activity_partitions,
+            "MLSYS_SNAPSHOTS_PER_BUILD": self.snapshots_per_build,
+            "MLSYS_MAX_TRAIN_ROWS": self.max_train_rows,
             "MLSYS_DBT_TARGET": self.dbt_target,
             "MLSYS_HORIZON_DAYS": self.horizon_days,
             "MLSYS_SNAPSHOT_WEEKS": self.snapshot_weeks,
@@ -313,6 +321,8 @@ class Settings:
             calibration_folds=_env_int(env, "MLSYS_CALIBRATION_FOLDS", 0),
             experiment_name=_env(env, "MLSYS_EXPERIMENT", "lead_scoring"),
             activity_partitions=_env_int(env, "MLSYS_ACTIVITY_PARTITIONS", 0),
+            snapshots_per_build=_env_int(env, "MLSYS_SNAPSHOTS_PER_BUILD", 0),
+            max_train_rows=_env_int(env, "MLSYS_MAX_TRAIN_ROWS", 400_000),
             dbt_target=_env(env, "MLSYS_DBT_TARGET", "dev"),
             horizon_days=_env_int(env, "MLSYS_HORIZON_DAYS", 30),
             snapshot_weeks=_env_int(env, "MLSYS_SNAPSHOT_WEEKS", 12),

@@ -33,11 +33,13 @@ from mlsys.model import (
     base_pipeline,
     build_pipeline,
     fit_calibrated,
+    fit_weights,
     plan_smote,
     prepare_frame,
     reason_spec,
     uncalibrated_proba,
 )
+from mlsys.progress import Progress
 from mlsys.settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,35 @@ log = logging.getLogger(__name__)
 MAX_TRAIN_ROWS = 400_000
 MAX_HOLDOUT_ROWS = 200_000
 REFERENCE_ROWS = 20_000
+
+
+@dataclass(frozen=True)
+class TrainSampling:
+    """How the training rows were read: every row, or (more than ``max_train_rows``) a sample
+    that keeps up to half of them positive, the negatives at a lower rate. ``negative_weight``
+    (the positives' rate over the negatives') makes the sampled negatives count for the ones
+    left out, so a fit that does not rebalance the classes itself learns the true base rate."""
+
+    available: int = 0
+    positives: int = 0
+    positive_rate: float = 1.0
+    negative_rate: float = 1.0
+
+    @property
+    def negative_weight(self) -> float:
+        return self.positive_rate / self.negative_rate if self.negative_rate else 1.0
+
+    @property
+    def sampled(self) -> bool:
+        return self.positive_rate < 1.0 or self.negative_rate < 1.0
+
+    def describe(self) -> str:
+        if not self.sampled:
+            return f"all {self.available:,} rows"
+        return (
+            f"{self.positive_rate:.1%} of {self.positives:,} positives and {self.negative_rate:.1%} of "
+            f"{self.available - self.positives:,} negatives (negatives weighted {self.negative_weight:.2f})"
+        )
 
 
 @dataclass
@@ -55,6 +86,14 @@ class Splits:
     train_dates: list[str]
     calibration_date: str
     holdout_date: str
+    sampling: TrainSampling = field(default_factory=TrainSampling)
+
+    def train_weights(self) -> np.ndarray | None:
+        """Per-row weights that undo the negative sampling (None when nothing was sampled)."""
+        if not self.sampling.sampled:
+            return None
+        labels = self.train["label"].to_numpy()
+        return np.where(labels == 1, 1.0, self.sampling.negative_weight)
 
 
 @dataclass
@@ -87,15 +126,31 @@ SPLITS = ("time", "random")
 RANDOM_HOLDOUT_SHARE = 0.2  # of all rows; the calibration set is this share of the rest
 
 
-def load_splits(path: Path, catalog: FeatureCatalog, seed: int, split: str = "time") -> Splits:
-    """Read the snapshots with DuckDB, sampling each split to a bounded size."""
+# What the DuckDB that reads the snapshots may hold: its top-N samples spill beyond this, so the
+# training process stays inside its memory budget however many snapshot rows there are.
+READ_MEMORY_LIMIT = "1GB"
+
+
+def load_splits(
+    path: Path,
+    catalog: FeatureCatalog,
+    seed: int,
+    split: str = "time",
+    max_train_rows: int = MAX_TRAIN_ROWS,
+) -> Splits:
+    """Read the snapshots with DuckDB, sampling each split to a bounded size.
+
+    The calibration and holdout snapshots are uniform samples (their class rates are the
+    population's, so calibration and its check stay honest). The training rows, when there are
+    more than ``max_train_rows``, keep up to half positives and sample the negatives at a lower
+    rate (`TrainSampling`; `Splits.train_weights` weights them back)."""
     import duckdb
 
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if not path.exists():
         raise FileNotFoundError(f"training snapshots not found at {path}: build them first")
-    con = duckdb.connect()
+    con = duckdb.connect(config={"memory_limit": READ_MEMORY_LIMIT})
     source = f"read_parquet('{_sql_path(path)}')"
     if split == "random":
         return _random_splits(con, source, catalog, seed, path)
@@ -115,8 +170,36 @@ def load_splits(path: Path, catalog: FeatureCatalog, seed: int, split: str = "ti
 
     holdout = read("as_of = ?", [dates[-1]], MAX_HOLDOUT_ROWS)
     calibration = read("as_of = ?", [dates[-2]], MAX_HOLDOUT_ROWS)
-    train = read("as_of < ?", [dates[-2]], MAX_TRAIN_ROWS)
-    return Splits(train, calibration, holdout, dates[:-2], dates[-2], dates[-1])
+    by_label = f"select label, count(*) from {source} where as_of < ? group by label"  # noqa: S608 - our path, quotes escaped by _sql_path
+    counts = dict(con.execute(by_label, [dates[-2]]).fetchall())
+    sampling = plan_sampling(int(counts.get(1, 0)), int(counts.get(0, 0)), max_train_rows)
+    if sampling.sampled:
+        kept_negatives = round(sampling.negative_rate * (sampling.available - sampling.positives))
+        train = pd.concat(
+            [
+                read(
+                    "as_of < ? and label = 1", [dates[-2]], round(sampling.positive_rate * sampling.positives)
+                ),
+                read("as_of < ? and label = 0", [dates[-2]], kept_negatives),
+            ],
+            ignore_index=True,
+        )
+    else:
+        train = read("as_of < ?", [dates[-2]], max_train_rows)
+    if sampling.sampled:
+        log.info("training rows: %s", sampling.describe())
+    return Splits(train, calibration, holdout, dates[:-2], dates[-2], dates[-1], sampling)
+
+
+def plan_sampling(positives: int, negatives: int, max_rows: int) -> TrainSampling:
+    """Every row when they fit in ``max_rows``; otherwise positives up to half of ``max_rows``
+    and the negatives filling the rest (so the negatives' rate is never above the positives')."""
+    available = positives + negatives
+    if available <= max_rows:
+        return TrainSampling(available, positives)
+    positive_rate = min(1.0, (max_rows / 2) / positives) if positives else 1.0
+    negative_rate = min(1.0, (max_rows - positive_rate * positives) / negatives) if negatives else 1.0
+    return TrainSampling(available, positives, positive_rate, negative_rate)
 
 
 def _random_splits(con: Any, source: str, catalog: FeatureCatalog, seed: int, path: Path) -> Splits:
@@ -206,7 +289,8 @@ def tune(
     by lead so a lead's snapshots never sit on both sides."""
     from dataclasses import replace
 
-    from sklearn.model_selection import GroupKFold, RandomizedSearchCV
+    from sklearn.base import clone
+    from sklearn.model_selection import GroupKFold, ParameterSampler, cross_val_score
 
     train = splits.train
     if len(train) > 60_000:
@@ -223,18 +307,35 @@ def tune(
             "model__max_leaf_nodes": [15, 31, 63],
             "model__max_iter": [100, 200, 400],
         }
-    search = RandomizedSearchCV(
-        pipeline,
-        space,
-        n_iter=min(n_iter, int(np.prod([len(v) for v in space.values()]))),
-        scoring="roc_auc",
-        cv=GroupKFold(n_splits=3),
-        random_state=config.random_state,
-        n_jobs=1,
+    candidates = list(
+        ParameterSampler(
+            space,
+            n_iter=min(n_iter, int(np.prod([len(v) for v in space.values()]))),
+            random_state=config.random_state,
+        )
     )
-    search.fit(x, y, groups=train["lead_id"].to_numpy())
-    best = search.best_params_
-    log.info("tuning: best %s (CV ROC AUC %.4f)", best, search.best_score_)
+    groups = train["lead_id"].to_numpy()
+    best: dict[str, Any] = {}
+    best_score = -np.inf
+    # RandomizedSearchCV's search, one candidate at a time so each one's result is reported.
+    what = f"tuning {config.estimator} (3 folds each)"
+    with Progress(what, len(candidates), unit="candidates").start_heartbeat() as progress:
+        for params in candidates:
+            scores = cross_val_score(
+                clone(pipeline).set_params(**params),
+                x,
+                y,
+                groups=groups,
+                cv=GroupKFold(n_splits=3),
+                scoring="roc_auc",
+                n_jobs=1,
+            )
+            score = float(np.mean(scores))
+            log.info("tuning: %s CV ROC AUC %.4f", params, score)
+            if score > best_score:
+                best, best_score = params, score
+            progress.advance(1, detail=f"best CV ROC AUC {best_score:.4f}")
+    log.info("tuning: best %s (CV ROC AUC %.4f)", best, best_score)
     if config.estimator == "logreg":
         return replace(config, logreg_c=float(best["model__C"]))
     return replace(
@@ -262,7 +363,11 @@ def train(
     catalog = load_catalog("training_snapshots", settings)
     numeric, categorical = list(catalog.numeric), list(catalog.categorical)
     splits = load_splits(
-        settings.training_snapshots_path(as_of), catalog, config.random_state, settings.training_split
+        settings.training_snapshots_path(as_of),
+        catalog,
+        config.random_state,
+        settings.training_split,
+        settings.max_train_rows,
     )
     if do_tune:
         config = tune(splits, catalog, config, plan_smote(splits.train["label"], config.use_smote))
@@ -274,7 +379,9 @@ def train(
             "the calibration or holdout snapshot has a single class; need more leads or history"
         )
 
-    fitted = fit_calibrated(numeric, categorical, config, splits.train, splits.calibration)
+    fitted = fit_calibrated(
+        numeric, categorical, config, splits.train, splits.calibration, splits.train_weights()
+    )
     model, smote, x_train = fitted.model, fitted.smote, fitted.x_fitted
     pipeline = base_pipeline(model)
     raw_hold = uncalibrated_proba(model, x_hold)
@@ -317,6 +424,10 @@ def train(
         # Cross-fitted: every training row also calibrates (the members that did not fit it).
         "rows_calibration": len(x_train) if config.calibration_folds else len(splits.calibration),
         "rows_holdout": len(splits.holdout),
+        "rows_train_available": splits.sampling.available,
+        "train_sampling": splits.sampling.describe(),
+        "train_negative_weight": round(splits.sampling.negative_weight, 6),
+        "train_weights_in_fit": fit_weights(config, smote, splits.train_weights()) is not None,
         "features_numeric": ",".join(numeric),
         "features_categorical": ",".join(categorical),
         "n_features": len(numeric) + len(categorical),

@@ -1,32 +1,36 @@
 -- One row per lead per weekly snapshot date with its label: what `retrain` learns from.
--- Joining every snapshot to every earlier activity takes more memory than the nightly scoring
--- build is allowed (about 3.2 GB peak at 1M leads; out of memory at the profile's 1.5 GB), so
--- this weekly model raises DuckDB's limit for the rest of its dbt run.
-{{ config(
-    location=feature_location('training_snapshots'),
-    pre_hook="set memory_limit = '" ~ env_var('MLSYS_DUCKDB_TRAINING_MEMORY_LIMIT', '4GB') ~ "'",
-) }}
+-- The features come from int_training_snapshot_features (each date computed once and kept);
+-- the labels and the point-in-time rule are applied here, at every build, from all the
+-- conversions landed so far (docs/contracts.md): a lead converted before a snapshot is not in
+-- it, and its label is "converted within horizon_days of the snapshot". The last snapshot is
+-- as_of - horizon_days, so every label's horizon has passed.
+{{ config(location=feature_location('training_snapshots')) }}
 
 with
 
-spine as (
-    select * from {{ ref('int_training_spine') }}
+snapshots as (
+    select * exclude (features_sql_md5)
+    from {{ ref('int_training_snapshot_features') }}
+    where as_of in (
+        {%- for snapshot in training_snapshot_dates() %}
+            date '{{ snapshot }}'{{ "," if not loop.last }}
+        {%- endfor %}
+    )
 ),
 
-leads as (
-    select * from {{ ref('stg_leads') }}
-),
-
-windows as (
-    select * from {{ ref('int_training_activity_windows') }}
+conversions as (
+    select * from {{ ref('stg_conversions') }}
 )
 
 select
-    spine.lead_id,
-    spine.as_of,
-    {{ lead_feature_columns('leads', 'windows', 'spine.as_of') }},
-    spine.label
-from spine
-inner join leads on spine.lead_id = leads.lead_id
-left join windows on spine.lead_id = windows.lead_id and spine.as_of = windows.as_of
-order by spine.as_of, spine.lead_id
+    snapshots.*,
+    cast(
+        coalesce(
+            conversions.converted_at < snapshots.as_of + interval {{ var('horizon_days') }} day,
+            false
+        ) as integer
+    ) as label
+from snapshots
+left join conversions on snapshots.lead_id = conversions.lead_id
+where conversions.converted_at is null or conversions.converted_at >= snapshots.as_of
+order by snapshots.as_of, snapshots.lead_id
