@@ -102,3 +102,12 @@ def test_no_module_is_longer_than_a_reader_can_hold() -> None:
         for path in (REPO_ROOT / package).rglob("*.py")
     }
     assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+def test_test_files_have_unique_names_across_the_kinds() -> None:
+    """tests/ has no __init__.py (pytest's default rootdir import): two test files of one name
+    in different folders stop the whole session at collection."""
+    from collections import Counter
+
+    names = Counter(p.name for p in (REPO_ROOT / "tests").rglob("test_*.py"))
+    assert [name for name, count in names.items() if count > 1] == []
