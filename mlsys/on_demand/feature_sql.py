@@ -69,9 +69,22 @@ def project_hash(settings: Settings) -> str:
             continue
         if path.is_file():
             digest.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
-    digest.update(json.dumps(dbt.build_vars(settings, SENTINELS[0]), sort_keys=True).encode())
+    digest.update(json.dumps(compile_vars(settings, SENTINELS[0]), sort_keys=True).encode())
     digest.update(settings.dbt_target.encode())
     return digest.hexdigest()[:16]
+
+
+def compile_vars(settings: Settings, as_of: str) -> dict[str, Any]:
+    """The nightly build's vars, with the two that make the lineage a pure function of the
+    raw sources: stg_activities reads its source relation (a payload) instead of the landing
+    files it keeps track of, and the activity windows are computed from all the activities
+    instead of the per-lead state table the nightly build carries forward (the same rows:
+    tests/integration/test_incremental_activities.py)."""
+    return {
+        **dbt.build_vars(settings, as_of),
+        "activities_from_source": True,
+        "features_from_full_history": True,
+    }
 
 
 def _sql_cache_dir(settings: Settings) -> Path:
@@ -103,7 +116,7 @@ def _compile_manifest(settings: Settings, sentinel: str, workdir: Path) -> dict[
             "--select",
             f"+{FEATURES_MART}",
             "--vars",
-            json.dumps(dbt.build_vars(settings, sentinel)),
+            json.dumps(compile_vars(settings, sentinel)),
             target_path=target,
             log_path=workdir / "logs",
         ),
@@ -156,14 +169,20 @@ def _assemble(manifest: dict[str, Any]) -> tuple[str, dict[str, str]]:
             code = code.replace(relation, replacements[relation])
         return code
 
-    ctes = []
-    for unique_id in order:
+    body = substitute(nodes[roots[0]]["compiled_code"])
+    # Upstream models as CTEs, only those the query reads: a lineage may list a model it does
+    # not read with these vars (a `depends_on` comment), whose SQL need not run on a payload.
+    ctes: list[tuple[str, str]] = []
+    for unique_id in reversed(order):
         node = nodes.get(unique_id)
         if node is None or unique_id == roots[0] or node["config"]["materialized"] == "ephemeral":
             continue
-        ctes.append(f"{replacements[node['relation_name']]} as (\n{substitute(node['compiled_code'])}\n)")
-    body = substitute(nodes[roots[0]]["compiled_code"])
-    sql = ("with " + ",\n".join(ctes) + "\n" if ctes else "") + f"select * from (\n{body}\n) as features"  # noqa: S608 - dbt's compiled SQL, the nightly text
+        name = replacements[node["relation_name"]]
+        if any(name in text for text in (body, *(code for _, code in ctes))):
+            ctes.insert(0, (name, substitute(node["compiled_code"])))
+    ctes_sql = [f"{name} as (\n{code}\n)" for name, code in ctes]
+    head = "with " + ",\n".join(ctes_sql) + "\n" if ctes_sql else ""
+    sql = head + f"select * from (\n{body}\n) as features"  # noqa: S608 - dbt's compiled SQL, the nightly text
     leftovers = [r for r in ("read_parquet(", _SENTINEL_DATA_DIR, '"memory".') if r in sql]
     if leftovers:
         raise UnavailableError(

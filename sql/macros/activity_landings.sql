@@ -69,7 +69,9 @@
 {#- Run at compile time of the model (execute): snapshot the listing, return the load plan. -#}
 {% macro activity_load_plan(incremental) -%}
     {%- set plan = {'read': [], 'all': [], 'windows': [], 'batch': 1} %}
-    {%- if not execute %}{{ return(plan) }}{% endif %}
+    {#- var('activities_from_source'): the on-demand compile, whose raw activities are a
+        request's payload (the source relation), not landing files: no listing, no bookkeeping. #}
+    {%- if not execute or var('activities_from_source', false) %}{{ return(plan) }}{% endif %}
     {%- do run_query(
         "create or replace table " ~ landing_relation('listing') ~ " as "
         ~ "select filename, size, epoch_us(last_modified) as modified_us from read_blob("
@@ -155,7 +157,7 @@
     file's rows in the windows being rebuilt (nothing when nothing landed). -#}
 {% macro incoming_activities(plan) -%}
     {%- set parts = [] %}
-    {%- if not execute %}
+    {%- if not execute or var('activities_from_source', false) %}
         {%- do parts.append("select lead_id, occurred_at, activity_type from " ~ source('raw', 'activities')) %}
     {%- else %}
         {%- if plan['read'] %}

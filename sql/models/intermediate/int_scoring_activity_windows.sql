@@ -6,7 +6,9 @@
 -- var('features_from_full_history') true: every aggregate straight from all the activities
 -- before as_of (the reference the tests compare with; the same rows).
 {%- if var('features_from_full_history', false) %}
--- depends_on: {{ ref('int_lead_activity_state') }}
+{#- The state stays in the lineage (a build of +lead_features keeps it current), called
+    without rendering: the compiled SQL of this mode reads only stg_activities. #}
+{%- set _state = ref('int_lead_activity_state') %}
 select
     a.lead_id,
     {{ activity_window_aggregates(as_of_date()) }}
