@@ -137,15 +137,23 @@ def test_realized_performance_says_why_it_cannot_run(
     # `mlsys drift` as of the session's night (its features exist), with an older night in
     # place for a moment: a copy of the published partition, removed again.
     older = settings.partition_dir(AS_OF - timedelta(days=settings.horizon_days + 1))
-    shutil.copytree(published, older)
+    placed = not older.exists()  # another test may have published that night: keep it then
+    if placed:
+        shutil.copytree(published, older)
     try:
         monkeypatch.setenv("MLSYS_CONVERSIONS", str(undated))
         assert cli.main(["drift", "--as-of", AS_OF.isoformat()]) == 0
     finally:
-        shutil.rmtree(older)
+        if placed:
+            shutil.rmtree(older)
     out = capsys.readouterr().out
     assert "realized performance not measured: no dated conversions in " + str(undated) in out
 
-    # Too early: the night's horizon is not over yet.
-    _, reason = drift.realized_performance_or_reason(AS_OF + timedelta(days=1), settings)
+    # Too early: no night's horizon is over yet (the session's earliest night, whatever other
+    # tests published before this one).
+    earliest = min(
+        date.fromisoformat(p.name.split("=", 1)[1]) for p in settings.scored_dir.glob("score_date=*")
+    )
+    too_early = earliest + timedelta(days=settings.horizon_days - 1)
+    _, reason = drift.realized_performance_or_reason(too_early, settings)
     assert reason.startswith("no published partition scored on or before")
