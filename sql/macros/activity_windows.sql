@@ -33,9 +33,9 @@
     {{ l }}.country,
     {{ l }}.job_level,
     {{ l }}.company_size,
-    cast(floor(epoch({{ as_of }}::timestamp - {{ l }}.created_at) / 86400) as integer) as lead_age_days,
-    epoch({{ as_of }}::timestamp - {{ w }}.first_activity_at) / 86400.0 as days_since_first_activity,
-    epoch({{ as_of }}::timestamp - {{ w }}.last_activity_at) / 86400.0 as days_since_last_activity,
+    cast(floor({{ seconds_between(l ~ '.created_at', 'cast(' ~ as_of ~ ' as timestamp)') }} / 86400) as integer) as lead_age_days,
+    {{ seconds_between(w ~ '.first_activity_at', 'cast(' ~ as_of ~ ' as timestamp)') }} / 86400.0 as days_since_first_activity,
+    {{ seconds_between(w ~ '.last_activity_at', 'cast(' ~ as_of ~ ' as timestamp)') }} / 86400.0 as days_since_last_activity,
     coalesce({{ w }}.n_activities_total, 0) as n_activities_total,
     {%- for days in var('activity_windows_days') %}
     coalesce({{ w }}.n_activities_{{ days }}d, 0) as n_activities_{{ days }}d,

@@ -15,7 +15,7 @@
     {%- set partition_filter = "and hash(cast(lead_id as bigint)) % " ~ partitions ~ " = " ~ partition -%}
 {%- endif %}
 {%- set relation = relation or source('raw', 'activities') %}
-{%- set type_name = "lower(trim(cast(activity_type as varchar)))" %}
+{%- set type_name = "lower(trim(cast(activity_type as string)))" %}
 
 with
 

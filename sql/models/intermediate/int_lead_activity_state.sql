@@ -9,7 +9,9 @@
 {%- set cutoff = window_start(as_of_date()) %}
 {%- set loads = api.Relation.create(database=this.database, schema=this.schema, identifier='stg_activities__loads') %}
 {%- set previous = none %}
-{%- if execute and adapter.get_relation(this.database, this.schema, this.identifier) is not none %}
+{#- The bookkeeping of the loads is DuckDB's (stg_activities): on Spark the state is rebuilt. #}
+{%- set landing_bookkeeping = target.type == 'duckdb' %}
+{%- if landing_bookkeeping and execute and adapter.get_relation(this.database, this.schema, this.identifier) is not none %}
     {%- set state = run_query(
         "select any_value(state_generation), max(state_batch), max(state_cutoff), "
         ~ "coalesce(max(state_cutoff) <= " ~ cutoff ~ ", false), count(*) from " ~ this
@@ -78,6 +80,11 @@ select
     merged.first_activity_at,
     merged.last_activity_at,
     {{ cutoff }} as state_cutoff,
+    {%- if landing_bookkeeping %}
     (select coalesce(max(loads.batch), 0) from {{ loads }} as loads) as state_batch,
     (select any_value(loads.generation) from {{ loads }} as loads) as state_generation
+    {%- else %}
+    1 as state_batch,
+    cast(null as string) as state_generation
+    {%- endif %}
 from merged

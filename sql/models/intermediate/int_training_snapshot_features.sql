@@ -10,6 +10,10 @@
 --
 -- Kept features are frozen: an activity that lands after its snapshot date was built is not
 -- added to it (it was not known then either). `dbt build --full-refresh` rebuilds them all.
+{#- Keeping dates from one build to the next deletes rows: DuckDB's. On Spark (plain Parquet
+    tables, no delete) the table is rebuilt with every snapshot date at each build. #}
+{%- set keep_snapshots = target.type == 'duckdb' %}
+{%- if keep_snapshots %}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
@@ -20,6 +24,9 @@
         "'{{ snapshot_features_fingerprint() }}' or as_of < date '{{ training_snapshot_dates()[0] }}'{% endif %}",
     ],
 ) }}
+{%- else %}
+{{ config(materialized='table') }}
+{%- endif %}
 {%- set fingerprint = snapshot_features_fingerprint() %}
 {%- set kept = [] %}
 {%- if execute and is_incremental() %}
@@ -33,7 +40,7 @@
     {%- do missing.append(snapshot) %}
 {%- endfor %}
 {%- set per_build = var('new_snapshots_per_build', 0) | int %}
-{%- if per_build > 0 %}
+{%- if per_build > 0 and keep_snapshots %}
     {%- set missing = missing[:per_build] %}
 {%- endif %}
 

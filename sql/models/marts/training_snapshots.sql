@@ -9,7 +9,7 @@
 with
 
 snapshots as (
-    select * exclude (features_sql_md5)
+    select * except (features_sql_md5)
     from {{ ref('int_training_snapshot_features') }}
     where as_of in (
         {%- for snapshot in training_snapshot_dates() %}

@@ -13,11 +13,11 @@ renamed as (
     select
         cast(lead_id as bigint) as lead_id,
         cast(created_at as timestamp) as created_at,
-        lower(trim(cast(source as varchar))) as source,
-        nullif(trim(cast(industry as varchar)), '') as industry,
-        upper(nullif(trim(cast(country as varchar)), '')) as country,
+        lower(trim(cast(source as string))) as source,
+        nullif(trim(cast(industry as string)), '') as industry,
+        upper(nullif(trim(cast(country as string)), '')) as country,
         cast(company_size as bigint) as company_size,
-        lower(nullif(trim(cast(job_level as varchar)), '')) as job_level
+        lower(nullif(trim(cast(job_level as string)), '')) as job_level
     from source
     where lead_id is not null
 )
