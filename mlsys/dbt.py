@@ -47,6 +47,8 @@ def env(settings: Settings) -> dict[str, str]:
         "MLSYS_DATA_DIR": str(settings.data_dir),
         "MLSYS_WAREHOUSE": str(settings.warehouse),
         "MLSYS_DBT_TARGET": settings.dbt_target,
+        "MLSYS_SPARK_MASTER": settings.spark_master,
+        "MLSYS_SPARK_WAREHOUSE_DIR": str(settings.spark_warehouse_dir),
     }
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from mlsys import dbt, metrics
+from mlsys import dbt, metrics, spark
 from mlsys.progress import Progress
 from mlsys.settings import Settings
 
@@ -126,15 +126,19 @@ def build(
         if staged:
             for path in wanted.values():
                 # An earlier build's file that failed its gate: must not pass for this one's.
-                path.unlink(missing_ok=True)
+                spark.remove(path)
         start = perf_counter()
-        if training:
+        if training and settings.engine == "duckdb":
             _add_snapshots_in_parts(as_of, settings, dbt_vars)
         result = dbt.run(args, settings, progress=True)
         seconds = perf_counter() - start
+        table_rows: dict[str, int] = {}
         if result.exception is None and result.success:
             models = [r.node for r in result.result.results if r.node.resource_type == "model"]
-            table_rows = _table_rows(models, settings)  # reads the warehouse: still ours
+            if settings.engine == "duckdb":
+                table_rows = _table_rows(models, settings)  # reads the warehouse: still ours
+            for path in wanted.values():
+                spark.flatten_mart(path)  # Spark's folder -> the contract's one file
     _raise_on_failure(result, training=training)
     for warning in _node_lines(result, {"warn"}):
         log.warning("dbt %s", warning)
@@ -318,6 +322,8 @@ def promote(mart: str, as_of: date, settings: Settings) -> Path | None:
         return None
     final = settings.mart_path(mart, as_of)
     final.parent.mkdir(parents=True, exist_ok=True)
+    if final.is_dir():  # a Spark folder a dbt run by hand left: the file replaces it
+        shutil.rmtree(final)
     os.replace(staged, final)
     log.info("%s of %s passed the gate: %s", mart, as_of, final)
     return final

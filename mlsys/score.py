@@ -229,6 +229,9 @@ def plan(
     """Pin the champion, clear what killed runs left, and make this run's staging folder."""
     _features_path(as_of, settings)
     n_shards = settings.score_shards if n_shards is None else n_shards
+    if settings.engine == "spark" and n_shards > 1:
+        log.info("MLSYS_ENGINE=spark: one shard, a Spark job that partitions the leads itself")
+        n_shards = 1
     if n_shards < 1:
         raise ValueError(f"the number of scoring shards must be >= 1, got {n_shards}")
     version = registry.alias_version(settings, registry.CHAMPION)
@@ -264,8 +267,10 @@ def score_shard(
     and a killed one leaves nothing a later step would pick up."""
     if not 0 <= shard < score_plan.n_shards:
         raise ValueError(f"shard {shard} is outside 0..{score_plan.n_shards - 1}")
-    start = perf_counter()
     champion = champion or registry.load_version(settings, score_plan.model_version)
+    if settings.engine == "spark":
+        return _score_shard_on_spark(score_plan, shard, champion, settings)
+    start = perf_counter()
     cutoffs = champion.metadata["score_bands"]
     # Transforms each batch once for the probability and the reasons (checked at load time
     # against the pipeline's own predict_proba on probe rows; see mlsys.champion).
@@ -333,13 +338,14 @@ def score_shard(
 
 def combine(score_plan: ScorePlan, shard_results: list[dict[str, Any]], settings: Settings) -> ScoreResult:
     """Rank all shards' scores and write the partition's file in the staging folder."""
-    expected = {f"unranked-{i:05d}.parquet" for i in range(score_plan.n_shards)}
-    present = {p.name for p in score_plan.staging_dir.glob("unranked-*.parquet")}
+    expected = {f"unranked-{i:05d}" for i in range(score_plan.n_shards)}
+    # A shard is one file, or the part files of a Spark job (unranked-<shard>-part-<j>).
+    parts = sorted(score_plan.staging_dir.glob("unranked-*.parquet"))
+    present = {p.name[: len("unranked-00000")] for p in parts}
     if present != expected:
         raise FileNotFoundError(
             f"staging {score_plan.staging_dir} has shards {sorted(present)}, expected {sorted(expected)}"
         )
-    parts = sorted(score_plan.staging_dir / name for name in expected)
     rows = sum(int(r["rows"]) for r in shard_results)
     if rows == 0:
         raise ValueError(f"no leads to score as of {score_plan.as_of}: lead_features is empty")
@@ -385,7 +391,7 @@ def score(
     start = perf_counter()
     score_plan = plan(as_of, settings, run_id=run_id, n_shards=n_shards)
     champion = registry.load_version(settings, score_plan.model_version)
-    results = [score_shard(score_plan, i, settings, champion=champion) for i in range(n_shards)]
+    results = [score_shard(score_plan, i, settings, champion=champion) for i in range(score_plan.n_shards)]
     result = combine(score_plan, results, settings)
     result.seconds = perf_counter() - start
     log.info(
@@ -401,6 +407,52 @@ def score(
     return result
 
 
+def _score_shard_on_spark(
+    score_plan: ScorePlan, shard: int, champion: registry.LoadedModel, settings: Settings
+) -> dict[str, Any]:
+    """The shard's scoring as a Spark job (`mlsys.spark.score_unranked`, MLSYS_ENGINE=spark):
+    one shard (Spark partitions the work itself), written as the job's part files,
+    `unranked-<shard>-part-<j>.parquet`, which `combine` ranks like any shard's."""
+    from mlsys import spark
+
+    start = perf_counter()
+    features_path = _features_path(score_plan.as_of, settings)
+    job = {
+        "as_of": score_plan.as_of,
+        "scored_at": score_plan.scored_at,
+        "run_id": score_plan.run_id,
+        "model_name": champion.name,
+        "model_version": champion.version,
+        "cutoffs": dict(champion.metadata["score_bands"]),
+        "id_type": lead_id_type(_streamed(features_path).schema_arrow, features_path),
+    }
+    out = score_plan.staging_dir / f"spark-{shard:05d}"
+    parts = spark.score_unranked(features_path, out, Champion(champion), job, settings)
+    rows, total = 0, 0.0
+    band_counts = dict.fromkeys("ABCD", 0)
+    for j, part in enumerate(parts):
+        # Counted from the files, as written: what combine ranks is what the result says.
+        for batch in _streamed(part).iter_batches(columns=["score", "score_band"]):
+            rows += batch.num_rows
+            total += float(np.sum(batch.column(0).to_numpy()))
+            bands = batch.column(1).to_numpy(zero_copy_only=False)
+            for band, count in zip(*np.unique(bands, return_counts=True), strict=True):
+                band_counts[str(band)] += int(count)
+        os.replace(part, score_plan.staging_dir / f"unranked-{shard:05d}-part-{j:05d}.parquet")
+    shutil.rmtree(out)
+    seconds = perf_counter() - start
+    log.info("shard %d/%d: Spark scored %d leads in %d parts in %.1fs", shard, score_plan.n_shards, rows, len(parts), seconds)
+    return {
+        "shard": shard,
+        "rows": rows,
+        "score_sum": total,
+        "band_counts": band_counts,
+        "seconds": seconds,
+        "model_name": champion.name,
+        "model_version": champion.version,
+    }
+
+
 def _write_ranked(parts: list[Path], out: Path, sorted_scores: np.ndarray, batch_size: int) -> None:
     """Add score_percentile in a second streaming pass: the share of that night's leads
     scoring at or below this one, x100 (ties share a percentile; the best lead is 100)."""
@@ -413,7 +465,8 @@ def _write_ranked(parts: list[Path], out: Path, sorted_scores: np.ndarray, batch
             for batch in _streamed(part).iter_batches(batch_size=batch_size):
                 scores = batch.column("score").to_numpy()
                 rank = np.searchsorted(sorted_scores, scores, side="right")
-                columns = {name: batch.column(name) for name in batch.schema.names}
+                # cast: a Spark-written part names its list items `element`, not `item`.
+                columns = {name: batch.column(name).cast(schema.field(name).type) for name in batch.schema.names if name in schema.names}
                 columns["score_percentile"] = pa.array(rank / denominator * 100.0, pa.float64())
                 pending.append(pa.table([columns[f.name] for f in schema], schema=schema))
                 pending_rows += batch.num_rows

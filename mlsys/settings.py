@@ -29,6 +29,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
 # The section of airflow.cfg that records the settings of the home (see the module doc).
 AIRFLOW_CFG_SECTION = "mlsys"
+# The engines that build the features and score (MLSYS_ENGINE, docs/spark.md).
+ENGINES = ("duckdb", "spark")
 # The Data Docs site of every GX context mlsys writes (great_expectations.yml).
 GX_DATA_DOCS_SITE = "local_site"
 
@@ -122,6 +124,11 @@ class Settings:
     # Rows of the training split the fit reads at most (mlsys.train.load_splits); beyond it the
     # negatives are sampled first, weighted back in the fit.
     max_train_rows: int = 400_000
+    # The engine that builds the features and scores (docs/spark.md): "duckdb" (one machine)
+    # or "spark" (dbt-spark and a Spark job; the dbt target defaults to the profile's spark).
+    engine: str = "duckdb"
+    # The Spark master the spark engine runs on: local[N] in one process, spark://host:7077.
+    spark_master: str = "local[2]"
     # The dbt profile's target (profiles.yml: dev on a laptop, prod in the compose stack).
     dbt_target: str = "dev"
     horizon_days: int = 30
@@ -155,6 +162,12 @@ class Settings:
     def dbt_target_dir(self) -> Path:
         """dbt's target/ (manifest, run_results.json) kept per home, not in the repo."""
         return self.home / "dbt" / "target"
+
+    @property
+    def spark_warehouse_dir(self) -> Path:
+        """The spark engine's catalog and tables (dbt-spark's intermediate models, its Derby
+        metastore), per home like the DuckDB warehouse file."""
+        return self.home / "spark-warehouse"
 
     @property
     def dbt_log_dir(self) -> Path:
@@ -275,6 +288,8 @@ class Settings:
             "MLSYS_ACTIVITY_PARTITIONS": self.activity_partitions,
             "MLSYS_SNAPSHOTS_PER_BUILD": self.snapshots_per_build,
             "MLSYS_MAX_TRAIN_ROWS": self.max_train_rows,
+            "MLSYS_ENGINE": self.engine,
+            "MLSYS_SPARK_MASTER": self.spark_master,
             "MLSYS_DBT_TARGET": self.dbt_target,
             "MLSYS_HORIZON_DAYS": self.horizon_days,
             "MLSYS_SNAPSHOT_WEEKS": self.snapshot_weeks,
@@ -304,6 +319,9 @@ class Settings:
         warehouse = Path(_env(env, "MLSYS_WAREHOUSE", str(var_dir / "warehouse.duckdb"))).resolve()
         artifact_root = Path(_env(env, "MLSYS_MLFLOW_ARTIFACTS", str(var_dir / "mlartifacts"))).resolve()
         tracking_uri = _env(env, "MLFLOW_TRACKING_URI", f"sqlite:///{var_dir / 'mlflow.db'}")
+        engine = _env(env, "MLSYS_ENGINE", "duckdb").lower()
+        if engine not in ENGINES:
+            raise ValueError(f"MLSYS_ENGINE must be one of {', '.join(ENGINES)}, got {engine!r}")
         return cls(
             home=var_dir,
             data_dir=data_dir,
@@ -323,7 +341,9 @@ class Settings:
             activity_partitions=_env_int(env, "MLSYS_ACTIVITY_PARTITIONS", 0),
             snapshots_per_build=_env_int(env, "MLSYS_SNAPSHOTS_PER_BUILD", 0),
             max_train_rows=_env_int(env, "MLSYS_MAX_TRAIN_ROWS", 400_000),
-            dbt_target=_env(env, "MLSYS_DBT_TARGET", "dev"),
+            engine=engine,
+            spark_master=_env(env, "MLSYS_SPARK_MASTER", "local[2]"),
+            dbt_target=_env(env, "MLSYS_DBT_TARGET", "spark" if engine == "spark" else "dev"),
             horizon_days=_env_int(env, "MLSYS_HORIZON_DAYS", 30),
             snapshot_weeks=_env_int(env, "MLSYS_SNAPSHOT_WEEKS", 12),
             score_batch_size=_env_int(env, "MLSYS_SCORE_BATCH_SIZE", 100_000),

@@ -1,0 +1,159 @@
+"""The Spark engine (``MLSYS_ENGINE=spark``, docs/spark.md): what differs from DuckDB's path.
+
+The dbt project is the same (profiles.yml's ``spark`` target, the engine macros in
+``sql/macros/engines/``); here are the two steps around it that need Spark itself:
+
+* `flatten_mart`: Spark writes a mart's location as a folder with one part file (the
+  ``external`` materialization on Spark); the file is moved to the location itself, the
+  single-file layout every reader of the marts expects.
+* `score_unranked`: the champion scores the features as a Spark job (``mapInArrow``): the
+  model travels to the executors once, as a broadcast variable, and each Python worker
+  unpickles it once and scores its Arrow batches with the same `Champion` code the DuckDB
+  path runs. The job writes the unranked rows; `mlsys.score.combine` ranks them and writes
+  the partition, and `mlsys.score.publish` swaps it in, as on DuckDB.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mlsys.settings import Settings
+
+log = logging.getLogger(__name__)
+
+class SparkOutputError(RuntimeError):
+    """A Spark-written folder does not hold the one part file a mart or a score job writes."""
+
+
+def session(settings: Settings) -> Any:
+    """The process's Spark session (dbt-spark's, when a build ran in this process before),
+    configured as the profile's ``spark`` target is: UTC, microsecond Parquet timestamps."""
+    from pyspark.sql import SparkSession
+
+    # The executors' Python workers run this interpreter (the project's environment) unless
+    # the deployment says otherwise: PySpark's default is whatever `python3` is on the PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.master(settings.spark_master)
+        .appName("mlsys")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+    )
+    spark = builder.getOrCreate()
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+    return spark
+
+
+def part_files(folder: Path) -> list[Path]:
+    """The data files of a folder Spark wrote (not its _SUCCESS or .crc files), by name."""
+    return sorted(p for p in folder.iterdir() if p.name.startswith("part-") and p.suffix == ".parquet")
+
+
+def flatten_mart(location: Path) -> Path:
+    """Replace the folder Spark wrote at a mart's location by its one part file.
+
+    The part file is moved next to the folder first and renamed over it last, so the
+    location is never missing for longer than the folder's removal. A location that is
+    already a file (DuckDB's, or flattened before) is left as it is."""
+    if not location.is_dir():
+        return location
+    parts = part_files(location)
+    if len(parts) != 1:
+        raise SparkOutputError(
+            f"{location}: Spark wrote {len(parts)} part files, the mart's contract is one file "
+            "(the external materialization coalesces to one: sql/macros/engines/spark_external.sql)"
+        )
+    pending = location.with_name(location.name + ".flattening")
+    os.replace(parts[0], pending)
+    shutil.rmtree(location)
+    os.replace(pending, location)
+    return location
+
+
+def remove(location: Path) -> None:
+    """Remove a mart location, a file or a folder Spark wrote."""
+    if location.is_dir():
+        shutil.rmtree(location)
+    else:
+        location.unlink(missing_ok=True)
+
+
+def _spark_type(arrow_type: Any) -> str:
+    import pyarrow as pa
+
+    return "string" if pa.types.is_string(arrow_type) else "bigint"
+
+
+def unranked_ddl(id_type: Any) -> str:
+    """The Spark schema of the score job's rows: `mlsys.score.unranked_schema` in Spark DDL
+    (scored_at without a time zone, as the scored table stores it)."""
+    return (
+        f"lead_id {_spark_type(id_type)}, score double, score_band string, "
+        "top_reasons array<struct<feature:string,contribution:double>>, "
+        "model_name string, model_version string, as_of date, scored_at timestamp_ntz, run_id string"
+    )
+
+
+def _score_batches(
+    batches: Iterator[Any], scorer: Any, job: dict[str, Any]
+) -> Iterator[Any]:
+    """Score one Spark partition's Arrow batches (runs in the executors' Python workers)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from mlsys.champion import band_of
+    from mlsys.score import scored_schema, unranked_schema
+
+    schema = unranked_schema(scored_schema(job["id_type"]))
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        p, reasons = scorer.score_arrow(batch)
+        n = len(p)
+        yield pa.RecordBatch.from_arrays(
+            [
+                batch.column("lead_id").cast(schema.field("lead_id").type),
+                pa.array(p, pa.float64()),
+                pa.array(band_of(p, job["cutoffs"]), pa.string()),
+                reasons,
+                pa.array(np.full(n, job["model_name"], dtype=object), pa.string()),
+                pa.array(np.full(n, job["model_version"], dtype=object), pa.string()),
+                pa.array([job["as_of"]] * n, pa.date32()),
+                pa.array([job["scored_at"]] * n, pa.timestamp("us")),
+                pa.array(np.full(n, job["run_id"], dtype=object), pa.string()),
+            ],
+            schema=schema,
+        )
+
+
+def score_unranked(
+    features: Path, out: Path, champion: Any, job: dict[str, Any], settings: Settings
+) -> list[Path]:
+    """Score the features file as a Spark job into part files under ``out`` (one per Spark
+    partition of the input); returns them, by name.
+
+    ``champion`` is the `mlsys.champion.Champion` to score with, ``job`` what every row
+    shares (as_of, scored_at, run_id, model name and version, band cut-offs, lead_id type)."""
+    spark = session(settings)
+    scorer_broadcast = spark.sparkContext.broadcast(champion)
+    columns = ["lead_id", *champion.loaded.features]
+
+    def score_partition(batches: Iterator[Any]) -> Iterator[Any]:
+        # .value unpickles the model once per Python worker; Spark reuses the worker for the
+        # job's other partitions (spark.python.worker.reuse, on by default).
+        return _score_batches(batches, scorer_broadcast.value, job)
+
+    frame = spark.read.parquet(str(features)).select(*columns)
+    scored = frame.mapInArrow(score_partition, unranked_ddl(job["id_type"]))
+    scored.write.mode("overwrite").parquet(str(out))
+    scorer_broadcast.unpersist()
+    return part_files(out)
