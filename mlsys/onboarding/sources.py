@@ -48,13 +48,13 @@ def env_file(folder: Path) -> Path:
     return folder / f"{folder.name}.env"
 
 
-def read_env(folder: Path) -> dict[str, str]:
-    """The variables of the source's env file, path variables made absolute (relative to the
-    folder that holds ``sources/``)."""
+def read_env(folder: Path, *, root: Path | None = None) -> dict[str, str]:
+    """The variables of the source's env file, path variables made absolute (relative to
+    ``root``, by default the folder that holds ``sources/``)."""
     path = env_file(folder)
     if not path.is_file():
         raise SourceError(f"{path} is missing: it switches the pipeline to the source {folder.name}")
-    root = folder.resolve().parent.parent
+    root = root or folder.resolve().parent.parent
     env: dict[str, str] = {}
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         text = line.strip()

@@ -37,16 +37,11 @@ LEAKS = {"duration", "call_duration_seconds"}
 
 
 def _source_env(home: Path) -> dict[str, str]:
-    """The switch: the variables of bank_marketing.env, paths resolved against the repo."""
-    env: dict[str, str] = {}
-    for line in (SOURCE / "bank_marketing.env").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, _, value = line.partition("=")
-            env[name.strip()] = value.strip()
-    for name in ("MLSYS_DBT_PROJECT_DIR", "MLSYS_GX_CONTEXT_DIR"):
-        env[name] = str(REPO_ROOT / env[name])
-    env["MLSYS_HOME"] = str(home)
-    return env
+    """The switch: the variables of bank_marketing.env (paths made absolute, as `mlsys source
+    check` reads them), with a home of the test's own."""
+    from mlsys.onboarding.sources import read_env
+
+    return {**read_env(SOURCE), "MLSYS_HOME": str(home)}
 
 
 def _land_sample(data_dir: Path, transform: object = None) -> Path:

@@ -36,16 +36,11 @@ _ALPHANUMERIC = np.array(list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklm
 
 
 def _source_env(home: Path) -> dict[str, str]:
-    """The switch: the variables of text_ids.env, paths resolved against the repo."""
-    env: dict[str, str] = {}
-    for line in (SOURCE / "text_ids.env").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, _, value = line.partition("=")
-            env[name.strip()] = value.strip()
-    for name in ("MLSYS_DBT_PROJECT_DIR", "MLSYS_GX_CONTEXT_DIR"):
-        env[name] = str(REPO_ROOT / env[name])
-    env["MLSYS_HOME"] = str(home)
-    return env
+    """The switch: the variables of text_ids.env (paths relative to the repo, where this
+    fixture source lives outside sources/), with a home of the test's own."""
+    from mlsys.onboarding.sources import read_env
+
+    return {**read_env(SOURCE, root=REPO_ROOT), "MLSYS_HOME": str(home)}
 
 
 def _export(seed: int = 11) -> str:
