@@ -64,9 +64,9 @@ mlflow: $(VENV)/.synced
 # promtool (Debian's `prometheus` package) for the alert-rule tests, Prometheus + Alertmanager
 # (`prometheus-alertmanager`, with amtool) for the live alert-delivery test, chromium +
 # chromedriver for the UI test, docker-compose for the compose-file check, PostgreSQL + Redis
-# for test-postgres, curl + jq for the documented on-demand REST sequence: installed only when
-# missing.
-SYSTEM_DEPS := $(if $(and $(shell command -v promtool 2>/dev/null),$(shell command -v amtool 2>/dev/null),$(shell command -v chromedriver 2>/dev/null),$(shell command -v docker-compose 2>/dev/null),$(shell command -v redis-server 2>/dev/null),$(shell command -v jq 2>/dev/null),$(shell command -v curl 2>/dev/null),$(wildcard /usr/lib/postgresql/*/bin/initdb)),,system-deps)
+# for test-postgres, curl + jq for the documented on-demand REST sequence, Java for the Spark
+# engine's tests: installed only when missing.
+SYSTEM_DEPS := $(if $(and $(shell command -v promtool 2>/dev/null),$(shell command -v amtool 2>/dev/null),$(shell command -v chromedriver 2>/dev/null),$(shell command -v docker-compose 2>/dev/null),$(shell command -v redis-server 2>/dev/null),$(shell command -v jq 2>/dev/null),$(shell command -v curl 2>/dev/null),$(shell command -v java 2>/dev/null),$(wildcard /usr/lib/postgresql/*/bin/initdb)),,system-deps)
 
 system-deps:
 	.ci/install-system-deps.sh

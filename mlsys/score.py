@@ -441,7 +441,14 @@ def _score_shard_on_spark(
         os.replace(part, score_plan.staging_dir / f"unranked-{shard:05d}-part-{j:05d}.parquet")
     shutil.rmtree(out)
     seconds = perf_counter() - start
-    log.info("shard %d/%d: Spark scored %d leads in %d parts in %.1fs", shard, score_plan.n_shards, rows, len(parts), seconds)
+    log.info(
+        "shard %d/%d: Spark scored %d leads in %d parts in %.1fs",
+        shard,
+        score_plan.n_shards,
+        rows,
+        len(parts),
+        seconds,
+    )
     return {
         "shard": shard,
         "rows": rows,
@@ -466,7 +473,11 @@ def _write_ranked(parts: list[Path], out: Path, sorted_scores: np.ndarray, batch
                 scores = batch.column("score").to_numpy()
                 rank = np.searchsorted(sorted_scores, scores, side="right")
                 # cast: a Spark-written part names its list items `element`, not `item`.
-                columns = {name: batch.column(name).cast(schema.field(name).type) for name in batch.schema.names if name in schema.names}
+                columns = {
+                    name: batch.column(name).cast(schema.field(name).type)
+                    for name in batch.schema.names
+                    if name in schema.names
+                }
                 columns["score_percentile"] = pa.array(rank / denominator * 100.0, pa.float64())
                 pending.append(pa.table([columns[f.name] for f in schema], schema=schema))
                 pending_rows += batch.num_rows

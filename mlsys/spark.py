@@ -27,6 +27,7 @@ from mlsys.settings import Settings
 
 log = logging.getLogger(__name__)
 
+
 class SparkOutputError(RuntimeError):
     """A Spark-written folder does not hold the one part file a mart or a score job writes."""
 
@@ -103,9 +104,7 @@ def unranked_ddl(id_type: Any) -> str:
     )
 
 
-def _score_batches(
-    batches: Iterator[Any], scorer: Any, job: dict[str, Any]
-) -> Iterator[Any]:
+def _score_batches(batches: Iterator[Any], scorer: Any, job: dict[str, Any]) -> Iterator[Any]:
     """Score one Spark partition's Arrow batches (runs in the executors' Python workers)."""
     import numpy as np
     import pyarrow as pa

@@ -71,7 +71,8 @@
     {%- set plan = {'read': [], 'all': [], 'windows': [], 'batch': 1} %}
     {#- var('activities_from_source'): the on-demand compile, whose raw activities are a
         request's payload (the source relation), not landing files: no listing, no bookkeeping. #}
-    {%- if not execute or var('activities_from_source', false) %}{{ return(plan) }}{% endif %}
+    {#- Spark (no read_blob, no deletes): stg_activities is rebuilt from the source at each build. #}
+    {%- if not execute or var('activities_from_source', false) or target.type != 'duckdb' %}{{ return(plan) }}{% endif %}
     {%- do run_query(
         "create or replace table " ~ landing_relation('listing') ~ " as "
         ~ "select filename, size, epoch_us(last_modified) as modified_us from read_blob("
@@ -157,7 +158,7 @@
     file's rows in the windows being rebuilt (nothing when nothing landed). -#}
 {% macro incoming_activities(plan) -%}
     {%- set parts = [] %}
-    {%- if not execute or var('activities_from_source', false) %}
+    {%- if not execute or var('activities_from_source', false) or target.type != 'duckdb' %}
         {%- do parts.append("select lead_id, occurred_at, activity_type from " ~ source('raw', 'activities')) %}
     {%- else %}
         {%- if plan['read'] %}

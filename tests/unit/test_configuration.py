@@ -65,3 +65,18 @@ def test_the_settings_object_reads_each_of_its_variables_once() -> None:
     written = set(VARIABLE.findall(environ))
     assert read == written, (sorted(read - written), sorted(written - read))
     assert Path(REPO_ROOT / "docs" / "configuration.md").is_file()
+
+
+def test_the_engine_is_checked_and_picks_its_dbt_target(monkeypatch) -> None:
+    import pytest
+
+    from mlsys.settings import Settings
+
+    monkeypatch.delenv("MLSYS_DBT_TARGET", raising=False)
+    monkeypatch.setenv("MLSYS_ENGINE", "Spark")
+    assert (Settings.from_env().engine, Settings.from_env().dbt_target) == ("spark", "spark")
+    monkeypatch.setenv("MLSYS_DBT_TARGET", "thrift")
+    assert Settings.from_env().dbt_target == "thrift"
+    monkeypatch.setenv("MLSYS_ENGINE", "polars")
+    with pytest.raises(ValueError, match="MLSYS_ENGINE must be one of duckdb, spark, got 'polars'"):
+        Settings.from_env()

@@ -81,10 +81,10 @@ select
     merged.last_activity_at,
     {{ cutoff }} as state_cutoff,
     {%- if landing_bookkeeping %}
-    (select coalesce(max(loads.batch), 0) from {{ loads }} as loads) as state_batch,
-    (select any_value(loads.generation) from {{ loads }} as loads) as state_generation
+        (select coalesce(max(loads.batch), 0) from {{ loads }} as loads) as state_batch,
+        (select any_value(loads.generation) from {{ loads }} as loads) as state_generation
     {%- else %}
-    1 as state_batch,
-    cast(null as string) as state_generation
+        1 as state_batch,
+        cast(null as string) as state_generation
     {%- endif %}
 from merged

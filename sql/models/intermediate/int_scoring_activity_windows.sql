@@ -30,7 +30,7 @@ group by a.lead_id
     select
         coalesce(recent.lead_id, state.lead_id) as lead_id,
         coalesce(state.n_activities, 0) + coalesce(recent.n_activities_total, 0) as n_activities_total,
-        recent.* except (lead_id, n_activities_total, first_activity_at, last_activity_at),
+        {{ star_except('recent', ['lead_id', 'n_activities_total', 'first_activity_at', 'last_activity_at']) }},
         coalesce(state.first_activity_at, recent.first_activity_at) as first_activity_at,
         coalesce(recent.last_activity_at, state.last_activity_at) as last_activity_at
     from recent

@@ -9,9 +9,9 @@
 with
 
 snapshots as (
-    select * except (features_sql_md5)
-    from {{ ref('int_training_snapshot_features') }}
-    where as_of in (
+    select {{ star_except('kept', ['features_sql_md5']) }}
+    from {{ ref('int_training_snapshot_features') }} as kept
+    where kept.as_of in (
         {%- for snapshot in training_snapshot_dates() %}
             date '{{ snapshot }}'{{ "," if not loop.last }}
         {%- endfor %}

@@ -29,27 +29,19 @@
 {%- else %}
 {{ config(materialized='table') }}
 {%- endif %}
-{%- if not landing_bookkeeping %}
-
-select
-    d.lead_id,
-    d.occurred_at,
-    d.activity_type,
-    d.activity_type_id,
-    cast(1 as integer) as landing_batch
-from ({{ deduplicated_activities() }}) as d
-{%- else %}
 {%- set plan = activity_load_plan(is_incremental()) %}
-{%- set partitions = var('activity_partitions', 1) | int if not is_incremental() else 1 %}
+{%- set partitions = var('activity_partitions', 1) | int if landing_bookkeeping and not is_incremental() else 1 %}
+{#- DuckDB's CTE hints: `materialized` computes a CTE once for its several readers. #}
+{%- set computed_once = 'materialized' if landing_bookkeeping else '' %}
 
 with
 
-incoming as materialized (
+incoming as {{ computed_once }} (
     {{ incoming_activities(plan) }}
 ),
 
 -- Read three times by an incremental load (the rows and their range): computed once then.
-deduplicated as {{ 'materialized' if is_incremental() else 'not materialized' }} (
+deduplicated as {{ ('materialized' if is_incremental() else 'not materialized') if landing_bookkeeping }} (
     {%- for partition in range(partitions) %}
         select * from ({{ deduplicated_activities(partition if partitions > 1 else none, partitions, 'incoming') }})
         {% if not loop.last %}union all{% endif %}
@@ -76,5 +68,6 @@ where not exists (
         and t.activity_type is not distinct from d.activity_type
 )
 {%- endif %}
-order by d.occurred_at
+{%- if landing_bookkeeping %}
+    order by d.occurred_at
 {%- endif %}
