@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
-import duckdb
 import pyarrow.parquet as pq
 import pytest
 
 from mlsys import features
 from mlsys.settings import Settings
+from tests.engines import assert_same_scores, differing_rows
 
 pytestmark = pytest.mark.slow
 
@@ -43,25 +43,6 @@ def spark_settings(
         patch.undo()
 
 
-def _contract_columns(con: duckdb.DuckDBPyConnection, reference: str) -> str:
-    """Every column of the DuckDB-built file cast to its type: the marts' output contract."""
-    columns = con.sql(f"describe select * from {reference}").fetchall()
-    return ", ".join(f'cast("{name}" as {kind}) as "{name}"' for name, kind, *_ in columns)
-
-
-def _differing_rows(left: Path, right: Path) -> tuple[int, int]:
-    """(rows of `right`, rows in one file and not the other), EXCEPT ALL both ways."""
-    con = duckdb.connect()
-    a, b = f"read_parquet('{left}')", f"read_parquet('{right}')"
-    cols = _contract_columns(con, b)
-    differing = con.sql(
-        f"select count(*) from ((select {cols} from {a} except all select {cols} from {b}) "
-        f"union all (select {cols} from {b} except all select {cols} from {a}))"
-    ).fetchall()[0][0]
-    rows = con.sql(f"select count(*) from {b}").fetchall()[0][0]
-    return int(rows), int(differing)
-
-
 def test_settings_choose_the_spark_target(spark_settings: Settings) -> None:
     assert spark_settings.engine == "spark"
     assert spark_settings.dbt_target == "spark"
@@ -73,7 +54,7 @@ def test_training_snapshots_on_spark_equal_duckdbs(spark_settings: Settings, set
     path = built.outputs["training_snapshots"]
     assert path.is_file(), "the Spark folder is flattened to the contract's one file"
     assert pq.read_schema(path).names == pq.read_schema(settings.training_snapshots_path(AS_OF)).names
-    rows, differing = _differing_rows(path, settings.training_snapshots_path(AS_OF))
+    rows, differing = differing_rows(path, settings.training_snapshots_path(AS_OF))
     assert rows > 1000
     assert differing == 0
 
@@ -86,25 +67,14 @@ def test_the_nightly_dag_on_spark_equals_duckdbs_night(spark_settings: Settings,
     run_dag("score_leads", AS_OF)
 
     lead_features = spark_settings.lead_features_path(AS_OF)
-    rows, differing = _differing_rows(lead_features, settings.lead_features_path(AS_OF))
+    rows, differing = differing_rows(lead_features, settings.lead_features_path(AS_OF))
     assert rows > 1000
     assert differing == 0
 
     spark_part = spark_settings.partition_dir(AS_OF) / "part-00000.parquet"
-    duckdb_part = settings.partition_dir(AS_OF) / "part-00000.parquet"
-    assert pq.read_schema(spark_part) == pq.read_schema(duckdb_part)
-    con = duckdb.connect()
-    a, b = f"read_parquet('{spark_part}')", f"read_parquet('{duckdb_part}')"
-    same = con.sql(
-        f"select count(*), max(abs(x.score - y.score)), max(abs(x.score_percentile - y.score_percentile)), "
-        "count(*) filter (where x.score_band != y.score_band or x.top_reasons != y.top_reasons) "
-        f"from {a} as x join {b} as y using (lead_id)"
-    ).fetchall()[0]
-    assert same[0] == rows == pq.read_metadata(duckdb_part).num_rows
-    assert same[1] <= 1e-9 and same[2] <= 1e-9
-    assert same[3] == 0
-    run_ids = con.sql(f"select distinct run_id from {a}").fetchall()
-    assert len(run_ids) == 1 and run_ids[0][0] != "manual"
+    assert assert_same_scores(spark_part, settings.partition_dir(AS_OF) / "part-00000.parquet") == rows
+    run_ids = set(pq.read_table(spark_part, columns=["run_id"]).column("run_id").to_pylist())
+    assert len(run_ids) == 1 and run_ids != {"manual"}, "scored by the DAG run"
 
 
 def test_a_spark_folder_with_several_parts_is_refused(tmp_path: Path) -> None:
