@@ -106,13 +106,18 @@
 {%- endmacro %}
 
 {#- Pre-hook in the transaction: delete the windows that this load rebuilds. -#}
+{#- The windows are looked up when the hook runs and written into the delete as literal
+    ranges: DuckDB then skips the row groups outside them by their zone maps, and a night with
+    nothing to rebuild (the usual one) deletes nothing without reading the table. A delete
+    joined to the windows' query scanned every activity instead: 3.5 s and 1.7 GB at 30M. -#}
 {% macro activity_windows_delete() -%}
-    {%- if is_incremental() -%}
+    {%- set windows = run_query(rebuild_windows_sql()).rows if execute and is_incremental() else [] -%}
+    {%- if windows -%}
         delete from {{ this }} as a
-        where exists (
-            select 1 from ({{ rebuild_windows_sql() }}) as w
-            where a.occurred_at between w.from_at and w.to_at
-        )
+        where
+        {%- for window in windows %}
+            a.occurred_at between timestamp '{{ window[0] }}' and timestamp '{{ window[1] }}'{{ " or" if not loop.last }}
+        {%- endfor %}
     {%- else -%}
         select 1
     {%- endif -%}
