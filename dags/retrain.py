@@ -36,6 +36,7 @@ from mlsys.airflow_support import (
     PIPELINE_ARGS,
     TRAINING_SNAPSHOTS_URI,
     WAREHOUSE_POOL,
+    cron_schedule,
 )
 from mlsys.settings import Settings
 
@@ -47,7 +48,7 @@ CHAMPION = Asset(CHAMPION_URI)
 
 @dag(
     dag_id="retrain",
-    schedule="0 0 * * 0",
+    schedule=cron_schedule("0 0 * * 0"),
     # No start_date: activating the DAG never runs a past week by itself (see doc).
     catchup=False,
     # Active when created: `airflow dags trigger retrain` runs at once (docs/operating.md).

@@ -40,6 +40,7 @@ from mlsys.airflow_support import (
     REGISTRY_RETRY_ARGS,
     SCORED_LEADS_URI,
     WAREHOUSE_POOL,
+    cron_schedule,
     nightly_deadline,
 )
 
@@ -49,7 +50,7 @@ SCORED_LEADS = Asset(SCORED_LEADS_URI)
 
 @dag(
     dag_id="score_leads",
-    schedule="0 2 * * *",
+    schedule=cron_schedule("0 2 * * *"),
     # No start_date: activating the DAG never runs a past night by itself (with one, the
     # latest 02:00 would run at once); backfills name their dates. No catch-up (see doc).
     catchup=False,

@@ -426,6 +426,7 @@ def _score_shard_on_spark(
         "cutoffs": dict(champion.metadata["score_bands"]),
         "id_type": lead_id_type(_streamed(features_path).schema_arrow, features_path),
     }
+    job["schema"] = unranked_schema(scored_schema(job["id_type"]))
     out = score_plan.staging_dir / f"spark-{shard:05d}"
     parts = spark.score_unranked(features_path, out, Champion(champion), job, settings)
     rows, total = 0, 0.0

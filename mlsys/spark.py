@@ -110,9 +110,8 @@ def _score_batches(batches: Iterator[Any], scorer: Any, job: dict[str, Any]) -> 
     import pyarrow as pa
 
     from mlsys.champion import band_of
-    from mlsys.score import scored_schema, unranked_schema
 
-    schema = unranked_schema(scored_schema(job["id_type"]))
+    schema = job["schema"]
     for batch in batches:
         if batch.num_rows == 0:
             continue
@@ -141,7 +140,8 @@ def score_unranked(
     partition of the input); returns them, by name.
 
     ``champion`` is the `mlsys.champion.Champion` to score with, ``job`` what every row
-    shares (as_of, scored_at, run_id, model name and version, band cut-offs, lead_id type)."""
+    shares (as_of, scored_at, run_id, model name and version, band cut-offs, lead_id type)
+    and the Arrow schema of the rows (`mlsys.score.unranked_schema`)."""
     spark = session(settings)
     scorer_broadcast = spark.sparkContext.broadcast(champion)
     columns = ["lead_id", *champion.loaded.features]

@@ -3,10 +3,13 @@ row for row after casting to the contract's types, and scored partitions to 1e-9
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
+
+from mlsys.settings import Settings
 
 
 def differing_rows(left: Path, right: Path) -> tuple[int, int]:
@@ -39,3 +42,18 @@ def assert_same_scores(spark_part: Path, duckdb_part: Path) -> int:
     assert score_gap <= 1e-9 and percentile_gap <= 1e-9
     assert other == 0
     return int(rows)
+
+
+def spark_environ(settings: Settings, root: Path) -> dict[str, str]:
+    """`MLSYS_ENGINE=spark` on a home of its own under `root` (its own Spark metastore: Derby
+    lets one process open it) with a copy of the session's raw landing, and the session's
+    MLflow registry (its champion scores)."""
+    home = root / "home"
+    shutil.copytree(settings.raw_dir, home / "data" / "raw")
+    return {
+        "MLSYS_ENGINE": "spark",
+        "MLSYS_HOME": str(home),
+        "MLSYS_DATA_DIR": str(home / "data"),
+        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        "MLSYS_MLFLOW_ARTIFACTS": str(settings.mlflow_artifact_root),
+    }

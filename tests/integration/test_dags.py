@@ -39,8 +39,8 @@ def test_dag_metadata(dagbag, dag_id: str) -> None:
 
 
 def test_schedules(dagbag) -> None:
-    assert dagbag.dags["retrain"].schedule == "0 0 * * 0"
-    assert dagbag.dags["score_leads"].schedule == "0 2 * * *"
+    assert dagbag.dags["retrain"].timetable.expression == "0 0 * * 0"
+    assert dagbag.dags["score_leads"].timetable.expression == "0 2 * * *"
     assert dagbag.dags["score_on_demand"].schedule is None
     assert dagbag.dags["score_leads"].max_active_runs == 1
 

@@ -9,7 +9,6 @@ test's time (about 20 s here).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 
 from mlsys import features
 from mlsys.settings import Settings
-from tests.engines import assert_same_scores, differing_rows
+from tests.engines import assert_same_scores, differing_rows, spark_environ
 
 pytestmark = pytest.mark.slow
 
@@ -30,13 +29,10 @@ AS_OF = date(2026, 6, 1)
 def spark_settings(
     published: Path, settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Settings]:
-    """MLSYS_ENGINE=spark on a data folder of its own (a copy of the session's raw landing);
-    the MLflow registry and its champion are the session's."""
-    data = tmp_path_factory.mktemp("spark") / "data"
-    shutil.copytree(settings.raw_dir, data / "raw")
+    """MLSYS_ENGINE=spark on a home of its own (`tests.engines.spark_environ`)."""
     patch = pytest.MonkeyPatch()
-    patch.setenv("MLSYS_ENGINE", "spark")
-    patch.setenv("MLSYS_DATA_DIR", str(data))
+    for name, value in spark_environ(settings, tmp_path_factory.mktemp("spark")).items():
+        patch.setenv(name, value)
     try:
         yield Settings.from_env()
     finally:

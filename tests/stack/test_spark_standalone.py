@@ -6,7 +6,6 @@ and the scoring job run on the worker's executors, and give the DuckDB night's r
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from datetime import date
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mlsys.settings import Settings
-from tests.engines import assert_same_scores, differing_rows
+from tests.engines import assert_same_scores, differing_rows, spark_environ
 from tests.live import Procs, free_port, wait_for
 
 pytestmark = pytest.mark.slow
@@ -69,13 +68,12 @@ def test_features_and_scores_on_a_standalone_master(
             procs,
         )
 
-        data = tmp_path / "data"
-        shutil.copytree(settings.raw_dir, data / "raw")
+        engine = spark_environ(settings, tmp_path)
+        data = Path(engine["MLSYS_DATA_DIR"])
         cli = {
             **os.environ,
-            "MLSYS_ENGINE": "spark",
+            **engine,
             "MLSYS_SPARK_MASTER": master,
-            "MLSYS_DATA_DIR": str(data),
             # The master's executors need less than the local driver's default.
             "MLSYS_SPARK_DRIVER_MEMORY": "1g",
         }
