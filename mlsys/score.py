@@ -301,8 +301,7 @@ def score_shard(
                     continue
             p, reasons = scorer.score_arrow(batch)
             bands = band_of(p, cutoffs)
-            for b, n in zip(*np.unique(bands, return_counts=True), strict=True):
-                band_counts[str(b)] += int(n)
+            _count_bands(band_counts, bands)
             n = len(p)
             writer.write_table(
                 pa.table(
@@ -325,10 +324,27 @@ def score_shard(
     os.replace(partial, final)
     seconds = perf_counter() - start
     log.info("shard %d/%d: scored %d leads in %.1fs", shard, n_shards, rows, seconds)
+    return _shard_result(shard, rows, total, band_counts, seconds, champion)
+
+
+def _count_bands(band_counts: dict[str, int], bands: np.ndarray) -> None:
+    for band, count in zip(*np.unique(bands, return_counts=True), strict=True):
+        band_counts[str(band)] += int(count)
+
+
+def _shard_result(
+    shard: int,
+    rows: int,
+    score_sum: float,
+    band_counts: dict[str, int],
+    seconds: float,
+    champion: registry.LoadedModel,
+) -> dict[str, Any]:
+    """What a scored shard tells `combine` (an XCom in the DAG)."""
     return {
         "shard": shard,
         "rows": rows,
-        "score_sum": total,
+        "score_sum": score_sum,
         "band_counts": band_counts,
         "seconds": seconds,
         "model_name": champion.name,
@@ -436,9 +452,7 @@ def _score_shard_on_spark(
         for batch in _streamed(part).iter_batches(columns=["score", "score_band"]):
             rows += batch.num_rows
             total += float(np.sum(batch.column(0).to_numpy()))
-            bands = batch.column(1).to_numpy(zero_copy_only=False)
-            for band, count in zip(*np.unique(bands, return_counts=True), strict=True):
-                band_counts[str(band)] += int(count)
+            _count_bands(band_counts, batch.column(1).to_numpy(zero_copy_only=False))
         os.replace(part, score_plan.staging_dir / f"unranked-{shard:05d}-part-{j:05d}.parquet")
     shutil.rmtree(out)
     seconds = perf_counter() - start
@@ -450,15 +464,7 @@ def _score_shard_on_spark(
         len(parts),
         seconds,
     )
-    return {
-        "shard": shard,
-        "rows": rows,
-        "score_sum": total,
-        "band_counts": band_counts,
-        "seconds": seconds,
-        "model_name": champion.name,
-        "model_version": champion.version,
-    }
+    return _shard_result(shard, rows, total, band_counts, seconds, champion)
 
 
 def _write_ranked(parts: list[Path], out: Path, sorted_scores: np.ndarray, batch_size: int) -> None:

@@ -43,12 +43,11 @@ def session(settings: Settings) -> Any:
     builder = (
         SparkSession.builder.master(settings.spark_master)
         .appName("mlsys")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
     )
     spark = builder.getOrCreate()
+    # Runtime settings: applied to a session dbt-spark started before as well as a new one.
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     return spark
