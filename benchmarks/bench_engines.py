@@ -1,10 +1,13 @@
 """The nightly path on DuckDB and on Spark (MLSYS_ENGINE, docs/spark.md), same data, same model.
 
     .venv/bin/python benchmarks/bench_engines.py --leads 1000000 --home /tmp/bench-engines-1m
-    .venv/bin/python benchmarks/bench_engines.py --leads 10000000 --home /tmp/bench-engines-10m
+    .venv/bin/python benchmarks/bench_engines.py --leads 10000000 --home /tmp/bench-engines-10m \\
+        --champion-from /tmp/bench-engines-1m
 
 In a home of its own (kept: a second run skips generating and training):
-1. `mlsys generate --leads N` (a year of history), a champion trained on DuckDB.
+1. `mlsys generate --leads N` (a year of history), a champion trained on DuckDB, or the one of
+   --champion-from (the same generator at another lead count: training at 10M costs an hour
+   and is what bench_retrain.py measures, not this comparison).
 2. Per engine, on a data folder of its own whose raw/ is the shared landing: the night of the
    end date from scratch, `mlsys features --full-refresh --as-of D` (raw gate, build, features
    gate; Spark rebuilds stg_activities at every build, so both engines do the full work) and
@@ -106,6 +109,7 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=1_000_000)
     parser.add_argument("--home", type=Path, required=True, help="kept between runs")
     parser.add_argument("--engines", default="duckdb,spark")
+    parser.add_argument("--champion-from", type=Path, default=None, help="use this bench home's champion")
     args = parser.parse_args()
     home = args.home.resolve()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLSYS_", "MLFLOW_"))}
@@ -113,6 +117,8 @@ def main() -> None:
     for name in ("MLSYS_DUCKDB_MEMORY_LIMIT", "MLSYS_SPARK_MASTER", "MLSYS_SPARK_DRIVER_MEMORY"):
         if name in os.environ:
             env[name] = os.environ[name]
+    if args.champion_from:
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{args.champion_from.resolve() / 'mlflow.db'}"
     shared = home / "data"
     if not (shared / "raw" / "leads").exists():
         print(
@@ -120,7 +126,7 @@ def main() -> None:
             measure(mlsys("generate", "--leads", str(args.leads), "--end-date", END.isoformat()), env),
             flush=True,
         )
-    if not (home / "mlflow.db").exists():
+    if not args.champion_from and not (home / "mlflow.db").exists():
         print("train", measure(mlsys("train", "--force", "--as-of", END.isoformat()), env), flush=True)
 
     results: dict[str, Any] = {"leads": args.leads, "load_before": os.getloadavg()}

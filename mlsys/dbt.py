@@ -48,6 +48,7 @@ def env(settings: Settings) -> dict[str, str]:
         "MLSYS_WAREHOUSE": str(settings.warehouse),
         "MLSYS_DBT_TARGET": settings.dbt_target,
         "MLSYS_SPARK_MASTER": settings.spark_master,
+        "MLSYS_SPARK_REMOTE": settings.spark_remote,
         "MLSYS_SPARK_WAREHOUSE_DIR": str(settings.spark_warehouse_dir),
         # The Python of Spark's workers is fixed when dbt-spark starts the session, which the
         # scoring job then reuses: this interpreter, unless the deployment chose another.

@@ -129,6 +129,9 @@ class Settings:
     engine: str = "duckdb"
     # The Spark master the spark engine runs on: local[N] in one process, spark://host:7077.
     spark_master: str = "local[2]"
+    # A Spark Connect server (sc://host:15002): the engine's work is sent there, and the
+    # process running mlsys is a thin client (no JVM); empty: Spark runs on spark_master.
+    spark_remote: str = ""
     # The dbt profile's target (profiles.yml: dev on a laptop, prod in the compose stack).
     dbt_target: str = "dev"
     horizon_days: int = 30
@@ -290,6 +293,7 @@ class Settings:
             "MLSYS_MAX_TRAIN_ROWS": self.max_train_rows,
             "MLSYS_ENGINE": self.engine,
             "MLSYS_SPARK_MASTER": self.spark_master,
+            "MLSYS_SPARK_REMOTE": self.spark_remote,
             "MLSYS_DBT_TARGET": self.dbt_target,
             "MLSYS_HORIZON_DAYS": self.horizon_days,
             "MLSYS_SNAPSHOT_WEEKS": self.snapshot_weeks,
@@ -322,6 +326,13 @@ class Settings:
         engine = _env(env, "MLSYS_ENGINE", "duckdb").lower()
         if engine not in ENGINES:
             raise ValueError(f"MLSYS_ENGINE must be one of {', '.join(ENGINES)}, got {engine!r}")
+        spark_remote = _env(env, "MLSYS_SPARK_REMOTE", "")
+        if spark_remote and not spark_remote.startswith("sc://"):
+            raise ValueError(
+                f"MLSYS_SPARK_REMOTE must be a Spark Connect URL, sc://host:port, got {spark_remote!r}"
+            )
+        # Spark Connect cannot take a master; its profile target sends only runtime settings.
+        spark_target = "spark_connect" if spark_remote else "spark"
         return cls(
             home=var_dir,
             data_dir=data_dir,
@@ -343,7 +354,8 @@ class Settings:
             max_train_rows=_env_int(env, "MLSYS_MAX_TRAIN_ROWS", 400_000),
             engine=engine,
             spark_master=_env(env, "MLSYS_SPARK_MASTER", "local[2]"),
-            dbt_target=_env(env, "MLSYS_DBT_TARGET", "spark" if engine == "spark" else "dev"),
+            spark_remote=spark_remote,
+            dbt_target=_env(env, "MLSYS_DBT_TARGET", spark_target if engine == "spark" else "dev"),
             horizon_days=_env_int(env, "MLSYS_HORIZON_DAYS", 30),
             snapshot_weeks=_env_int(env, "MLSYS_SNAPSHOT_WEEKS", 12),
             score_batch_size=_env_int(env, "MLSYS_SCORE_BATCH_SIZE", 100_000),

@@ -7,18 +7,24 @@ The dbt project is the same (profiles.yml's ``spark`` target, the engine macros 
   ``external`` materialization on Spark); the file is moved to the location itself, the
   single-file layout every reader of the marts expects.
 * `score_unranked`: the champion scores the features as a Spark job (``mapInArrow``): the
-  model travels to the executors once, as a broadcast variable, and each Python worker
-  unpickles it once and scores its Arrow batches with the same `Champion` code the DuckDB
+  model travels with the job as pickled bytes, each Python worker unpickles it once (a cache
+  keyed by the run) and scores its Arrow batches with the same `Champion` code the DuckDB
   path runs. The job writes the unranked rows; `mlsys.score.combine` ranks them and writes
   the partition, and `mlsys.score.publish` swaps it in, as on DuckDB.
+
+Spark runs in this process (``MLSYS_SPARK_MASTER``: local mode, or the driver of a
+standalone cluster) or behind a Spark Connect server (``MLSYS_SPARK_REMOTE``): then this
+process is a thin gRPC client, no JVM, and the same DataFrame and SQL calls run on the server.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import pickle
 import shutil
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +33,15 @@ from mlsys.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Noise in every Spark task's log, filtered where mlsys imports the engine (before dbt-spark
+# or PySpark is): PySpark's import-time warning about pandas 3 concerns its pandas APIs, and
+# mlsys hands Spark Arrow batches only; dbt-spark's session asks for Hive support, which a
+# Spark Connect server fixes at its own start (its catalog is the server's).
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+warnings.filterwarnings(
+    "ignore", message="Failed to set spark.sql.catalogImplementation", category=UserWarning
+)
+
 
 class SparkOutputError(RuntimeError):
     """A Spark-written folder does not hold the one part file a mart or a score job writes."""
@@ -34,19 +49,25 @@ class SparkOutputError(RuntimeError):
 
 def session(settings: Settings) -> Any:
     """The process's Spark session (dbt-spark's, when a build ran in this process before),
-    configured as the profile's ``spark`` target is: UTC, microsecond Parquet timestamps."""
+    configured as the profile's ``spark`` and ``spark_connect`` targets are: UTC,
+    microsecond Parquet timestamps."""
     from pyspark.sql import SparkSession
 
-    # The executors' Python workers run this interpreter (the project's environment) unless
-    # the deployment says otherwise: PySpark's default is whatever `python3` is on the PATH.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = (
-        SparkSession.builder.master(settings.spark_master)
-        .appName("mlsys")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-    )
-    spark = builder.getOrCreate()
+    if settings.spark_remote:
+        # A Spark Connect client: the server has its master, memory and Python workers.
+        spark = SparkSession.builder.remote(settings.spark_remote).getOrCreate()
+        log.info("Spark Connect session at %s", settings.spark_remote)
+    else:
+        # The executors' Python workers run this interpreter (the project's environment)
+        # unless the deployment says otherwise: PySpark's default is `python3` on the PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = (
+            SparkSession.builder.master(settings.spark_master)
+            .appName("mlsys")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+        )
+        spark = builder.getOrCreate()
     # Runtime settings: applied to a session dbt-spark started before as well as a new one.
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
@@ -103,6 +124,20 @@ def unranked_ddl(id_type: Any) -> str:
     )
 
 
+# The champion each Python worker unpickled, by run: a worker that scores several partitions
+# of a job (spark.python.worker.reuse, on by default) unpickles the model once.
+_SCORERS: dict[str, Any] = {}
+
+
+def _scorer(key: str, pickled: bytes) -> Any:
+    scorer = _SCORERS.get(key)
+    if scorer is None:
+        _SCORERS.clear()  # one model per worker: the previous run's is not needed again
+        # The bytes this run's driver pickled from the registry's champion, inside its job.
+        scorer = _SCORERS[key] = pickle.loads(pickled)  # noqa: S301
+    return scorer
+
+
 def _score_batches(batches: Iterator[Any], scorer: Any, job: dict[str, Any]) -> Iterator[Any]:
     """Score one Spark partition's Arrow batches (runs in the executors' Python workers)."""
     import numpy as np
@@ -142,16 +177,17 @@ def score_unranked(
     shares (as_of, scored_at, run_id, model name and version, band cut-offs, lead_id type)
     and the Arrow schema of the rows (`mlsys.score.unranked_schema`)."""
     spark = session(settings)
-    scorer_broadcast = spark.sparkContext.broadcast(champion)
+    # Pickled bytes in the function's closure rather than a broadcast variable: Spark Connect
+    # has no SparkContext to broadcast with, and both modes ship a large function once per
+    # job (PySpark broadcasts a pickled command over 1 MB itself).
+    pickled = pickle.dumps(champion, protocol=pickle.HIGHEST_PROTOCOL)
+    key = f"{job['run_id']}/{job['scored_at']}"
     columns = ["lead_id", *champion.loaded.features]
 
     def score_partition(batches: Iterator[Any]) -> Iterator[Any]:
-        # .value unpickles the model once per Python worker; Spark reuses the worker for the
-        # job's other partitions (spark.python.worker.reuse, on by default).
-        return _score_batches(batches, scorer_broadcast.value, job)
+        return _score_batches(batches, _scorer(key, pickled), job)
 
     frame = spark.read.parquet(str(features)).select(*columns)
     scored = frame.mapInArrow(score_partition, unranked_ddl(job["id_type"]))
     scored.write.mode("overwrite").parquet(str(out))
-    scorer_broadcast.unpersist()
     return part_files(out)

@@ -77,6 +77,17 @@ def test_the_engine_is_checked_and_picks_its_dbt_target(monkeypatch) -> None:
     assert (Settings.from_env().engine, Settings.from_env().dbt_target) == ("spark", "spark")
     monkeypatch.setenv("MLSYS_DBT_TARGET", "thrift")
     assert Settings.from_env().dbt_target == "thrift"
+    monkeypatch.delenv("MLSYS_DBT_TARGET")
+    # A Spark Connect server: the profile's client target, which sends no master.
+    monkeypatch.setenv("MLSYS_SPARK_REMOTE", "sc://spark-connect:15002")
+    assert (Settings.from_env().spark_remote, Settings.from_env().dbt_target) == (
+        "sc://spark-connect:15002",
+        "spark_connect",
+    )
+    monkeypatch.setenv("MLSYS_SPARK_REMOTE", "spark://spark-master:7077")
+    with pytest.raises(ValueError, match="MLSYS_SPARK_REMOTE must be a Spark Connect URL, sc://host:port"):
+        Settings.from_env()
+    monkeypatch.delenv("MLSYS_SPARK_REMOTE")
     monkeypatch.setenv("MLSYS_ENGINE", "polars")
     with pytest.raises(ValueError, match="MLSYS_ENGINE must be one of duckdb, spark, got 'polars'"):
         Settings.from_env()
