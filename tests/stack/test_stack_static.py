@@ -40,6 +40,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yaml"
+SPARK_OVERLAY = REPO / "docker-compose.spark.yaml"
 ENV_EXAMPLE = REPO / ".env.example"
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
@@ -166,7 +167,9 @@ def compose_cli() -> list[str] | None:
     return [legacy] if legacy else None
 
 
-def run_compose_config(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_compose_config(
+    env_file: Path, *args: str, overlays: tuple[Path, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     cli = compose_cli()
     if cli is None:
         missing_tool("neither `docker compose` nor `docker-compose` is installed")
@@ -178,6 +181,7 @@ def run_compose_config(env_file: Path, *args: str) -> subprocess.CompletedProces
             str(REPO),
             "-f",
             str(COMPOSE),
+            *(arg for overlay in overlays for arg in ("-f", str(overlay))),
             "--env-file",
             str(env_file),
             "config",
@@ -247,9 +251,50 @@ def test_every_build_context_and_mounted_file_exists(services: dict[str, dict[st
 
 
 def test_every_variable_is_in_env_example(env_example: dict[str, str]) -> None:
-    used = referenced_vars(COMPOSE.read_text())
-    assert used - set(env_example) == set(), "used in docker-compose.yaml, missing from .env.example"
-    assert set(env_example) - used == set(), "in .env.example but used nowhere in docker-compose.yaml"
+    used = referenced_vars(COMPOSE.read_text()) | referenced_vars(SPARK_OVERLAY.read_text())
+    assert used - set(env_example) == set(), "used in the compose files, missing from .env.example"
+    assert set(env_example) - used == set(), "in .env.example but used nowhere in the compose files"
+
+
+def test_the_spark_overlay_makes_the_tasks_clients_of_its_connect_server(tmp_path: Path) -> None:
+    """docker-compose.spark.yaml on top of the stack, as docs/spark.md runs it: every Airflow
+    service reads settings that choose the Spark engine through the overlay's Connect server,
+    which shares the tasks' volume and image (its Python workers run mlsys's scorer)."""
+    from mlsys.settings import Settings
+
+    done = run_compose_config(ENV_EXAMPLE, overlays=(SPARK_OVERLAY,))
+    assert done.returncode == 0, done.stderr
+    merged = yaml.safe_load(done.stdout)["services"]
+    assert set(merged) == EXPECTED_SERVICES | {"spark-connect"}
+    server = merged["spark-connect"]
+    command = command_of(server)
+    assert "org.apache.spark.sql.connect.service.SparkConnectServer" in command
+    port = next(c.split("=", 1)[1] for c in command if c.startswith("spark.connect.grpc.binding.port="))
+    assert server["build"]["args"]["MLSYS_WITH_SPARK"] == "true"
+    assert "user" not in server, "the image's non-root user"
+    worker_image = merged["airflow-worker"]["image"]
+    assert server["image"] == worker_image == merged["mlflow"]["image"] != "mlsys:local"
+    for name in AIRFLOW_SERVICES:
+        service = merged[name]
+        assert service["image"] == worker_image and service["build"]["args"]["MLSYS_WITH_SPARK"] == "true"
+        env = env_of(service)
+        monkeypatch = pytest.MonkeyPatch()
+        for key in [k for k in os.environ if k.startswith("MLSYS_")]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        try:
+            settings = Settings.from_env()
+        finally:
+            monkeypatch.undo()
+        assert (settings.engine, settings.dbt_target) == ("spark", "spark_connect"), name
+        assert settings.spark_remote == f"sc://spark-connect:{port}", name
+        # The server reads and writes the paths the tasks name: the same volume at the same place.
+        assert ("mlsys-var", "/opt/mlsys/var") in bind_mounts(service)
+    assert ("mlsys-var", "/opt/mlsys/var") in bind_mounts(server)
+    assert env_of(server)["PYSPARK_PYTHON"].startswith("/opt/mlsys/.venv/")
+    assert "spark-connect" in merged["airflow-worker"]["depends_on"]
+    assert "docker-compose.spark.yaml" in (REPO / "docs" / "spark.md").read_text()
 
 
 def test_env_example_holds_no_secret(env_example: dict[str, str]) -> None:
