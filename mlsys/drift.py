@@ -17,6 +17,7 @@ import pandas as pd
 
 from mlsys import metrics, registry
 from mlsys.model import prepare_frame
+from mlsys.scored_table import current_files, published_dates
 from mlsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -269,11 +270,7 @@ def realized_performance_or_reason(
 
     max_ece = settings.max_calibration_error if max_ece is None else max_ece
     cutoff = as_of.toordinal() - settings.horizon_days
-    candidates = sorted(
-        d
-        for d in (_partition_date(p) for p in settings.scored_dir.glob("score_date=*"))
-        if d is not None and d.toordinal() <= cutoff
-    )
+    candidates = [d for d in published_dates(settings) if d.toordinal() <= cutoff]
     if not candidates:
         latest = date.fromordinal(cutoff)
         return None, (
@@ -311,7 +308,7 @@ def realized_performance_or_reason(
         """,
         [
             settings.horizon_days,
-            str(settings.partition_dir(score_date) / "*.parquet"),
+            [str(f) for f in current_files(settings, score_date)],
             conversions,
         ],
     ).df()
@@ -339,13 +336,6 @@ def realized_performance_or_reason(
     metrics.gauge("realized.degraded", int(result.degraded), settings)
     log.info(result.summary())
     return result, result.summary()
-
-
-def _partition_date(path: Path) -> date | None:
-    try:
-        return date.fromisoformat(path.name.split("=", 1)[1])
-    except (IndexError, ValueError):
-        return None
 
 
 def _holdout_auc(settings: Settings, version: str) -> float | None:

@@ -30,9 +30,11 @@ def export_top_leads(score_date: date, settings: Settings, n: int = TOP_N) -> di
 
     if n < 1:
         raise ValueError(f"the number of leads to export must be >= 1, got {n}")
-    partition = settings.partition_dir(score_date)
-    files = sorted(partition.glob("*.parquet"))
+    from mlsys.scored_table import current_files
+
+    files = current_files(settings, score_date)
     if not files:
+        partition = settings.partition_dir(score_date)
         raise FileNotFoundError(f"no published partition of {score_date} at {partition}: nothing to export")
     out = top_leads_path(settings, score_date)
     out.parent.mkdir(parents=True, exist_ok=True)

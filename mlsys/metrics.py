@@ -160,17 +160,11 @@ def scored_table_freshness(settings: Settings) -> date | None:
     """After a publish: the newest partition's date and the time of this success, as Unix
     seconds. The newest date on disk, not the date just published, so that a backfill of an
     old date does not look like the nightly partition went missing."""
+    from mlsys.scored_table import published_dates
+
     s = settings
-    newest: date | None = None
-    try:
-        for folder in s.scored_dir.glob("score_date=*"):
-            try:
-                day = date.fromisoformat(folder.name.split("=", 1)[1])
-            except ValueError:
-                continue
-            newest = day if newest is None or day > newest else newest
-    except OSError as exc:
-        log.debug("cannot list %s: %s", s.scored_dir, exc)
+    dates = published_dates(s)
+    newest = dates[-1] if dates else None
     if newest is not None:
         midnight = datetime(newest.year, newest.month, newest.day, tzinfo=UTC)
         gauge("score.latest_partition_timestamp", midnight.timestamp(), s)

@@ -30,14 +30,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlsys import registry
+from mlsys import registry, scored_table
 from mlsys.champion import Champion, band_of
 from mlsys.progress import Progress
+from mlsys.scored_table import PART_FILE, fsync_dir
 from mlsys.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PART_FILE = "part-00000.parquet"
 # Rows per Parquet row group of a published partition, whatever MLSYS_SCORE_BATCH_SIZE is:
 # DuckDB's own row-group size (120 x 2048 rows), the unit its scans run in parallel and skip
 # by min/max statistics, and above the ~100k rows DuckDB, Polars and Arrow read efficiently
@@ -529,10 +529,18 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def publish(as_of: date, staging: Path, settings: Settings) -> Path:
-    """Make the staging folder the partition of `as_of`, replacing any previous one at once."""
+    """Make the staging folder the partition of `as_of`, replacing any previous one at once:
+    a swap of folders, or in the pointer mode a new committed version (mlsys.scored_table);
+    returns the partition's folder."""
     staging = Path(staging)
     if not (staging / PART_FILE).exists():
         raise FileNotFoundError(f"staging folder {staging} has no {PART_FILE}: score first")
+    scored_table.check_mode(settings)
+    if settings.publish_mode == "pointer":
+        scored_table.publish_version(as_of, staging / PART_FILE, settings)
+        shutil.rmtree(staging, ignore_errors=True)
+        _view_file(settings)
+        return settings.partition_dir(as_of)
     target = settings.partition_dir(as_of)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
@@ -545,23 +553,22 @@ def publish(as_of: date, staging: Path, settings: Settings) -> Path:
         shutil.rmtree(staging, ignore_errors=True)  # now holds the previous partition
     else:
         os.rename(staging, target)
-    _fsync_dir(target.parent)
-    from mlsys import bi
-
-    # Never opens the file BI readers hold; writes it (aside, then renamed) only when missing.
-    bi.ensure_view_file(settings)
+    fsync_dir(target.parent)
+    _view_file(settings)
     log.info("published %s", target)
     return target
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _view_file(settings: Settings) -> None:
+    from mlsys import bi
+
+    # Never opens the file BI readers hold; writes it (aside, then renamed) only when missing.
+    bi.ensure_view_file(settings)
 
 
 def read_partition(settings: Settings, as_of: date) -> Any:
     """The published partition of `as_of` as an Arrow table (tests, CLI summaries)."""
-    return pq.read_table(settings.partition_dir(as_of))
+    files = scored_table.current_files(settings, as_of)
+    if not files:
+        raise FileNotFoundError(f"no published partition of {as_of} under {settings.scored_dir}")
+    return pa.concat_tables(pq.read_table(f) for f in files)

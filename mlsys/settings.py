@@ -31,6 +31,9 @@ DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
 AIRFLOW_CFG_SECTION = "mlsys"
 # The engines that build the features and score (MLSYS_ENGINE, docs/spark.md).
 ENGINES = ("duckdb", "spark")
+# How a night is published into the scored table (MLSYS_PUBLISH_MODE, mlsys.scored_table):
+# an atomic folder swap, or versions behind commit markers on storage without atomic rename.
+PUBLISH_MODES = ("swap", "pointer")
 # The Data Docs site of every GX context mlsys writes (great_expectations.yml).
 GX_DATA_DOCS_SITE = "local_site"
 
@@ -132,6 +135,9 @@ class Settings:
     # A Spark Connect server (sc://host:15002): the engine's work is sent there, and the
     # process running mlsys is a thin client (no JVM); empty: Spark runs on spark_master.
     spark_remote: str = ""
+    # How publish makes a night visible (mlsys.scored_table): "swap" (a local or POSIX
+    # volume) or "pointer" (object storage mounts, NFS: no rename, commit markers).
+    publish_mode: str = "swap"
     # The dbt profile's target (profiles.yml: dev on a laptop, prod in the compose stack).
     dbt_target: str = "dev"
     horizon_days: int = 30
@@ -294,6 +300,7 @@ class Settings:
             "MLSYS_ENGINE": self.engine,
             "MLSYS_SPARK_MASTER": self.spark_master,
             "MLSYS_SPARK_REMOTE": self.spark_remote,
+            "MLSYS_PUBLISH_MODE": self.publish_mode,
             "MLSYS_DBT_TARGET": self.dbt_target,
             "MLSYS_HORIZON_DAYS": self.horizon_days,
             "MLSYS_SNAPSHOT_WEEKS": self.snapshot_weeks,
@@ -331,6 +338,11 @@ class Settings:
             raise ValueError(
                 f"MLSYS_SPARK_REMOTE must be a Spark Connect URL, sc://host:port, got {spark_remote!r}"
             )
+        publish_mode = _env(env, "MLSYS_PUBLISH_MODE", "swap").lower()
+        if publish_mode not in PUBLISH_MODES:
+            raise ValueError(
+                f"MLSYS_PUBLISH_MODE must be one of {', '.join(PUBLISH_MODES)}, got {publish_mode!r}"
+            )
         # Spark Connect cannot take a master; its profile target sends only runtime settings.
         spark_target = "spark_connect" if spark_remote else "spark"
         return cls(
@@ -355,6 +367,7 @@ class Settings:
             engine=engine,
             spark_master=_env(env, "MLSYS_SPARK_MASTER", "local[2]"),
             spark_remote=spark_remote,
+            publish_mode=publish_mode,
             dbt_target=_env(env, "MLSYS_DBT_TARGET", spark_target if engine == "spark" else "dev"),
             horizon_days=_env_int(env, "MLSYS_HORIZON_DAYS", 30),
             snapshot_weeks=_env_int(env, "MLSYS_SNAPSHOT_WEEKS", 12),

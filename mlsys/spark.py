@@ -133,8 +133,7 @@ def _scorer(key: str, pickled: bytes) -> Any:
     scorer = _SCORERS.get(key)
     if scorer is None:
         _SCORERS.clear()  # one model per worker: the previous run's is not needed again
-        # The bytes this run's driver pickled from the registry's champion, inside its job.
-        scorer = _SCORERS[key] = pickle.loads(pickled)  # noqa: S301
+        scorer = _SCORERS[key] = pickle.loads(pickled)  # noqa: S301 - this run's driver pickled the registry's champion
     return scorer
 
 

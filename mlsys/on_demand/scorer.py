@@ -29,6 +29,7 @@ from mlsys.on_demand.request import (
     UnavailableError,
     parse_request,
 )
+from mlsys.scored_table import published_dates
 from mlsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,19 +76,6 @@ def _check_id_type(refs: list[LeadRef], id_type: Any) -> None:
         if isinstance(ref.lead_id, str) != text:
             problems.add(f"leads[{ref.index}].lead_id", f"{rule}, got {type_name(ref.lead_id)}")
     problems.raise_if_any()
-
-
-def published_dates(settings: Settings) -> list[date]:
-    """score_date of every published partition, oldest first."""
-    out = []
-    for folder in settings.scored_dir.glob("score_date=*"):
-        try:
-            day = date.fromisoformat(folder.name.split("=", 1)[1])
-        except ValueError:
-            continue
-        if any(folder.glob("*.parquet")):
-            out.append(day)
-    return sorted(out)
 
 
 # --------------------------------------------------------------------------------------------

@@ -135,7 +135,7 @@ def test_the_view_file_works_from_another_path(published: Path, settings: Settin
         assert comment == (bi.COMMENTS["scored_leads"],)
     finally:
         con.close()
-    assert bi.SCORED_GLOB in bi.VIEWS["scored_leads"]
+    assert bi.SCORED_GLOB in bi.VIEWS["swap"]["scored_leads"]
     assert settings.scored_dir.relative_to(settings.data_dir).as_posix() == bi.SCORED_GLOB.split("/")[0]
 
 
@@ -146,7 +146,7 @@ def outdated_view_file(published: Path, settings: Settings) -> Iterator[Path]:
     marker = bi.version_marker(settings)
     marker.write_text("mlsys BI views v1: absolute paths\n")
     yield marker
-    assert marker.read_text().strip() == bi.BI_FILE_VERSION
+    assert marker.read_text().strip().startswith(bi.BI_FILE_VERSION)
 
 
 def test_a_read_only_reader_held_open_never_fails_a_night(
@@ -260,7 +260,7 @@ def test_a_failed_view_file_write_leaves_the_night_published(
     marker = bi.version_marker(settings)
     marker.write_text("old\n")
 
-    def broken(path: Path, data_dir: Path) -> None:
+    def broken(path: Path, data_dir: Path, publish_mode: str) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(bi, "_write_views", broken)

@@ -8,7 +8,8 @@ session's Airflow metadata DB and a home of its own. That shell has **no Java**:
 its PATH and `JAVA_HOME` lead to a stub that records any call and fails. The raw gate, the
 dbt build, the features gate, the scoring job and the publish succeed, so the task process
 ran no JVM: the server built the features and scored the leads. The outputs equal the DuckDB
-night's, row for row and to 1e-9.
+night's, row for row and to 1e-9; the night is published in the pointer mode
+(`MLSYS_PUBLISH_MODE=pointer`: a committed version, nothing renamed).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from mlsys import scored_table
 from mlsys.settings import REPO_ROOT, Settings
 from tests.engines import assert_same_scores, differing_rows, spark_environ
 from tests.live import Procs, free_port, wait_for
@@ -83,6 +85,8 @@ def test_the_nightly_dag_submits_to_a_spark_connect_server(
             **{k: v for k, v in os.environ.items() if not k.startswith(("SPARK_", "PYSPARK_"))},
             **airflow_db,
             **engine,
+            # Published as on storage without atomic rename (mlsys.scored_table).
+            "MLSYS_PUBLISH_MODE": "pointer",
             "JAVA_HOME": str(java_home),
             "PATH": f"{java_home / 'bin'}:{os.environ['PATH']}",
         }
@@ -104,12 +108,15 @@ def test_the_nightly_dag_submits_to_a_spark_connect_server(
     # The work ran in the server: client sessions, and the tasks of their jobs on its executors.
     assert "SessionHolder: Session with" in server_log
     assert server_log.count("Finished task") > 10
-    spark_settings = Settings(**{**settings.__dict__, "data_dir": Path(engine["MLSYS_DATA_DIR"])})
+    spark_settings = Settings(
+        **{**settings.__dict__, "data_dir": Path(engine["MLSYS_DATA_DIR"]), "publish_mode": "pointer"}
+    )
     rows, differing = differing_rows(
         spark_settings.lead_features_path(AS_OF), settings.lead_features_path(AS_OF)
     )
     assert rows > 1000 and differing == 0
-    spark_part = spark_settings.partition_dir(AS_OF) / "part-00000.parquet"
+    (spark_part,) = scored_table.current_files(spark_settings, AS_OF)
+    assert spark_part.parent.name == "v=1" and scored_table.committed_versions(spark_settings, AS_OF) == [1]
     assert assert_same_scores(spark_part, settings.partition_dir(AS_OF) / "part-00000.parquet") == rows
     run_ids = set(pq.read_table(spark_part, columns=["run_id"]).column("run_id").to_pylist())
     assert len(run_ids) == 1 and run_ids != {"manual"}, "scored by the DAG run"
