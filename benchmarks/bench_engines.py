@@ -3,6 +3,9 @@
     .venv/bin/python benchmarks/bench_engines.py --leads 1000000 --home /tmp/bench-engines-1m
     .venv/bin/python benchmarks/bench_engines.py --leads 10000000 --home /tmp/bench-engines-10m \\
         --champion-from /tmp/bench-engines-1m
+    # DuckDB on one core of the two (the scaling note of docs/benchmarks.md)
+    .venv/bin/python benchmarks/bench_engines.py --leads 1000000 --home /tmp/bench-engines-1m \\
+        --engines duckdb --cpu-list 0
 
 In a home of its own (kept: a second run skips generating and training):
 1. `mlsys generate --leads N` (a year of history), a champion trained on DuckDB, or the one of
@@ -110,6 +113,11 @@ def main() -> None:
     parser.add_argument("--home", type=Path, required=True, help="kept between runs")
     parser.add_argument("--engines", default="duckdb,spark")
     parser.add_argument("--champion-from", type=Path, default=None, help="use this bench home's champion")
+    parser.add_argument(
+        "--cpu-list",
+        default="",
+        help="run the nights pinned to these CPUs (taskset -c), e.g. 0: DuckDB on one core",
+    )
     args = parser.parse_args()
     home = args.home.resolve()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLSYS_", "MLFLOW_"))}
@@ -129,15 +137,22 @@ def main() -> None:
     if not args.champion_from and not (home / "mlflow.db").exists():
         print("train", measure(mlsys("train", "--force", "--as-of", END.isoformat()), env), flush=True)
 
-    results: dict[str, Any] = {"leads": args.leads, "load_before": os.getloadavg()}
+    results: dict[str, Any] = {
+        "leads": args.leads,
+        "cpus": args.cpu_list or f"all {os.cpu_count()}",
+        "load_before": os.getloadavg(),
+    }
     for engine in args.engines.split(","):
         data = home / f"data-{engine}"
         data.mkdir(exist_ok=True)
         if not (data / "raw").exists():
             (data / "raw").symlink_to(shared / "raw")
         engine_env = {**env, "MLSYS_ENGINE": engine, "MLSYS_DATA_DIR": str(data)}
-        features = measure(mlsys("features", "--full-refresh", "--as-of", END.isoformat()), engine_env)
-        scored = measure(mlsys("score", "--as-of", END.isoformat()), engine_env)
+        pin = ["taskset", "-c", args.cpu_list] if args.cpu_list else []
+        features = measure(
+            [*pin, *mlsys("features", "--full-refresh", "--as-of", END.isoformat())], engine_env
+        )
+        scored = measure([*pin, *mlsys("score", "--as-of", END.isoformat())], engine_env)
         results[engine] = {
             "features": features,
             "score": scored,
