@@ -178,10 +178,34 @@ class BuildProgress:
         self.progress.finish(failed=failed)
 
 
+class ProfileTargetError(ValueError):
+    """The dbt project's profiles.yml has no output named as the settings' dbt target."""
+
+
+def check_target(settings: Settings) -> None:
+    """Fail before dbt starts when profiles.yml lacks the target the settings chose (a
+    source built for DuckDB only, run with MLSYS_ENGINE=spark): one line saying what to set."""
+    import yaml
+
+    profiles = settings.dbt_project_dir / "profiles.yml"
+    try:
+        outputs = next(iter(yaml.safe_load(profiles.read_text()).values()))["outputs"]
+    except (OSError, AttributeError, KeyError, StopIteration, TypeError, yaml.YAMLError):
+        return  # dbt's own error says what is wrong with the file
+    if settings.dbt_target not in outputs:
+        raise ProfileTargetError(
+            f"{profiles} has no target {settings.dbt_target!r} (MLSYS_DBT_TARGET, or the default "
+            f"of MLSYS_ENGINE={settings.engine}); its targets: {', '.join(sorted(outputs))}. "
+            "This dbt project does not build on that engine (docs/spark.md)."
+        )
+
+
 def run(dbt_args: list[str], settings: Settings, *, progress: bool = False) -> Any:
     """Invoke dbt in this process and release the warehouse file afterwards. ``progress``:
     report each model and a heartbeat while it runs (`BuildProgress`)."""
     from dbt.cli.main import dbtRunner
+
+    check_target(settings)
 
     # dbt reads these through env_var(); set them for this call only. Leaving them set would
     # leak one home's paths into every later Settings.from_env() of a long-lived process

@@ -91,3 +91,23 @@ def test_the_engine_is_checked_and_picks_its_dbt_target(monkeypatch) -> None:
     monkeypatch.setenv("MLSYS_ENGINE", "polars")
     with pytest.raises(ValueError, match="MLSYS_ENGINE must be one of duckdb, spark, got 'polars'"):
         Settings.from_env()
+
+
+def test_a_dbt_project_without_the_engines_target_is_refused_before_dbt(monkeypatch) -> None:
+    """The bank source builds on DuckDB only (docs/spark.md): MLSYS_ENGINE=spark with its
+    project stops with one line naming the target, before dbt starts."""
+    import pytest
+
+    from mlsys import dbt
+    from mlsys.settings import REPO_ROOT, Settings
+
+    monkeypatch.delenv("MLSYS_DBT_TARGET", raising=False)
+    monkeypatch.setenv("MLSYS_ENGINE", "spark")
+    monkeypatch.setenv("MLSYS_DBT_PROJECT_DIR", str(REPO_ROOT / "sources" / "bank_marketing" / "dbt"))
+    bank_on_spark = Settings.from_env()
+    with pytest.raises(dbt.ProfileTargetError, match=r"has no target 'spark' .*its targets: dev, prod"):
+        dbt.run(["build"], bank_on_spark)
+    monkeypatch.delenv("MLSYS_DBT_PROJECT_DIR")
+    dbt.check_target(Settings.from_env())  # the main project has the spark target
+    monkeypatch.setenv("MLSYS_SPARK_REMOTE", "sc://127.0.0.1:15002")
+    dbt.check_target(Settings.from_env())  # and the Connect client's
