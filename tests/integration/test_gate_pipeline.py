@@ -12,7 +12,6 @@ failing task, the tasks that never ran, and the summary in the task log.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
@@ -26,6 +25,7 @@ from mlsys import pipeline, registry, validation
 from mlsys.settings import REPO_ROOT, Settings
 from mlsys.validation import RAW_ACTIVITIES, RAW_CONVERSIONS, RAW_LEADS, DataValidationError
 from mlsys_local.demo import run_dag
+from tests.gates import assert_stopped_at_the_gate, rewrite
 
 pytestmark = pytest.mark.slow
 AS_OF = date(2026, 6, 1)
@@ -94,20 +94,12 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- bad inputs
 
 
-def _rewrite(path: Path, select: str) -> None:
-    """Replace a Parquet file by ``select`` over it (``{src}`` is the file itself)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    query = select.format(src=f"read_parquet('{path}')")
-    duckdb.sql(f"COPY ({query}) TO '{tmp}' (FORMAT parquet)")
-    os.replace(tmp, path)
-
-
 def _add_file(folder: Path, name: str, select: str) -> None:
     duckdb.sql(f"COPY ({select}) TO '{folder / name}' (FORMAT parquet)")
 
 
 def null_lead_id(s: Settings) -> None:
-    _rewrite(
+    rewrite(
         s.raw_dir / "leads" / "leads.parquet",
         "SELECT * REPLACE (CASE WHEN lead_id % 500 = 7 THEN NULL ELSE lead_id END AS lead_id) FROM {src}",
     )
@@ -120,7 +112,7 @@ def duplicate_lead_id(s: Settings) -> None:
 
 
 def unknown_source(s: Settings) -> None:
-    _rewrite(
+    rewrite(
         s.raw_dir / "leads" / "leads.parquet",
         "SELECT * REPLACE (CASE WHEN lead_id % 100 = 1 THEN 'carrier_pigeon' ELSE source END AS source) "
         "FROM {src}",
@@ -128,7 +120,7 @@ def unknown_source(s: Settings) -> None:
 
 
 def negative_company_size(s: Settings) -> None:
-    _rewrite(
+    rewrite(
         s.raw_dir / "leads" / "leads.parquet",
         "SELECT * REPLACE (CASE WHEN lead_id = 42 THEN -12 ELSE company_size END AS company_size) FROM {src}",
     )
@@ -146,11 +138,11 @@ def future_activities(s: Settings) -> None:
 
 
 def missing_column(s: Settings) -> None:
-    _rewrite(s.raw_dir / "leads" / "leads.parquet", "SELECT * EXCLUDE (source) FROM {src}")
+    rewrite(s.raw_dir / "leads" / "leads.parquet", "SELECT * EXCLUDE (source) FROM {src}")
 
 
 def empty_leads(s: Settings) -> None:
-    _rewrite(s.raw_dir / "leads" / "leads.parquet", "SELECT * FROM {src} WHERE false")
+    rewrite(s.raw_dir / "leads" / "leads.parquet", "SELECT * FROM {src} WHERE false")
 
 
 def corrupt_file(s: Settings) -> None:
@@ -196,19 +188,6 @@ def run_scoring_pipeline(settings: Settings) -> None:
     pipeline.score_and_publish(AS_OF, settings=settings)
 
 
-def assert_stopped_at_the_gate(
-    exc: DataValidationError, suite: str, expectation: str, column: str | None, shown: object
-) -> None:
-    failures = [(r.suite, f.expectation, f.column) for r in exc.reports for f in r.failures]
-    assert (suite, expectation, column) in failures, str(exc)
-    message = str(exc)
-    assert message.splitlines()[0].startswith(f"GX suite {suite!r}: FAILED"), message
-    line = next(line for line in message.splitlines() if f"{column or '<table>'}: {expectation}" in line)
-    assert str(shown) in line, line
-    assert "Traceback" not in message and len(message.splitlines()) <= 8, message
-    assert "Data Docs: " in message
-
-
 # ----------------------------------------------------------------------------- scoring
 
 
@@ -246,7 +225,7 @@ def test_features_that_fail_their_gate_never_replace_the_gated_ones(gate_home: S
     pipeline.gate_raw(AS_OF, home)
     pipeline.build_scoring_features(AS_OF, home)
     assert staged.is_file() and _sha256(final) == before["lead_features"], "built, not yet in place"
-    _rewrite(staged, "SELECT * REPLACE (-1 AS n_activities_total) FROM {src}")
+    rewrite(staged, "SELECT * REPLACE (-1 AS n_activities_total) FROM {src}")
     with pytest.raises(DataValidationError) as excinfo:
         pipeline.gate_scoring(AS_OF, home, raw=False)
     assert_stopped_at_the_gate(
@@ -366,7 +345,7 @@ def test_cli_validate_exits_1_with_the_same_summary(
 
     activities = home.raw_dir / "activities"
     first = sorted(activities.glob("*.parquet"))[0]
-    _rewrite(
+    rewrite(
         first,
         "SELECT * REPLACE (CASE WHEN activity_type = 'page_view' THEN 'web_visit' ELSE activity_type END "
         "AS activity_type) FROM {src}",

@@ -9,6 +9,8 @@ test's time (about 20 s here).
 
 from __future__ import annotations
 
+import re
+import shutil
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -19,6 +21,7 @@ import pytest
 from mlsys import features
 from mlsys.settings import Settings
 from tests.engines import assert_same_scores, differing_rows, spark_environ
+from tests.gates import assert_stopped_at_the_gate, rewrite
 
 pytestmark = pytest.mark.slow
 
@@ -71,6 +74,36 @@ def test_the_nightly_dag_on_spark_equals_duckdbs_night(spark_settings: Settings,
     assert assert_same_scores(spark_part, settings.partition_dir(AS_OF) / "part-00000.parquet") == rows
     run_ids = set(pq.read_table(spark_part, columns=["run_id"]).column("run_id").to_pylist())
     assert len(run_ids) == 1 and run_ids != {"manual"}, "scored by the DAG run"
+
+
+def test_a_bad_spark_built_mart_stops_the_night_with_duckdbs_report(
+    spark_settings: Settings, settings: Settings
+) -> None:
+    """The gate on Spark's marts: the features gate validates the file Spark wrote (GX pushed
+    down to DuckDB over it, docs/spark.md). A mart with the same defect, built by Spark or by
+    DuckDB, stops the night with the same report, and the gated file stays in place."""
+    from mlsys import pipeline
+    from mlsys.validation import DataValidationError
+
+    spark_built = spark_settings.lead_features_path(AS_OF)  # the nightly DAG test's, gated
+    staged = spark_settings.mart_path("lead_features", AS_OF, staged=True)
+    gated = spark_built.read_bytes()
+    messages = []
+    for built in (spark_built, settings.lead_features_path(AS_OF)):
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(built, staged)
+        rewrite(staged, "SELECT * REPLACE (-1 AS n_activities_total) FROM {src}")
+        with pytest.raises(DataValidationError) as excinfo:
+            pipeline.gate_scoring(AS_OF, spark_settings, raw=False)
+        assert_stopped_at_the_gate(
+            excinfo.value, "lead_features", "expect_column_values_to_be_between", "n_activities_total", "[-1]"
+        )
+        messages.append(str(excinfo.value))
+        assert spark_built.read_bytes() == gated, "the gated file stays in place"
+    # The same lines; the example values of a check may come in another row order.
+    examples = re.compile(r"e\.g\. \[.*\]")
+    assert examples.sub("e.g. [...]", messages[0]) == examples.sub("e.g. [...]", messages[1])
+    staged.unlink()
 
 
 def test_a_spark_folder_with_several_parts_is_refused(tmp_path: Path) -> None:
