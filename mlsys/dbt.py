@@ -43,17 +43,19 @@ class ManifestError(RuntimeError):
 
 def env(settings: Settings) -> dict[str, str]:
     """The variables profiles.yml and the sources read (`env_var()`), from the settings."""
-    return {
+    variables = {
         "MLSYS_DATA_DIR": str(settings.data_dir),
         "MLSYS_WAREHOUSE": str(settings.warehouse),
         "MLSYS_DBT_TARGET": settings.dbt_target,
         "MLSYS_SPARK_MASTER": settings.spark_master,
-        "MLSYS_SPARK_REMOTE": settings.spark_remote,
         "MLSYS_SPARK_WAREHOUSE_DIR": str(settings.spark_warehouse_dir),
         # The Python of Spark's workers is fixed when dbt-spark starts the session, which the
         # scoring job then reuses: this interpreter, unless the deployment chose another.
         "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON") or sys.executable,
     }
+    if settings.spark_remote:  # unset, the profile's own default applies (a dbt run by hand)
+        variables["MLSYS_SPARK_REMOTE"] = settings.spark_remote
+    return variables
 
 
 def args(

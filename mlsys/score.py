@@ -531,16 +531,16 @@ def _exchange(a: Path, b: Path) -> bool:
 def publish(as_of: date, staging: Path, settings: Settings) -> Path:
     """Make the staging folder the partition of `as_of`, replacing any previous one at once:
     a swap of folders, or in the pointer mode a new committed version (mlsys.scored_table);
-    returns the partition's folder."""
+    returns the folder readers now read (the partition, or the committed version's)."""
     staging = Path(staging)
     if not (staging / PART_FILE).exists():
         raise FileNotFoundError(f"staging folder {staging} has no {PART_FILE}: score first")
     scored_table.check_mode(settings)
     if settings.publish_mode == "pointer":
-        scored_table.publish_version(as_of, staging / PART_FILE, settings)
+        version_file = scored_table.publish_version(as_of, staging / PART_FILE, settings)
         shutil.rmtree(staging, ignore_errors=True)
         _view_file(settings)
-        return settings.partition_dir(as_of)
+        return version_file.parent  # the committed version's folder, what readers follow
     target = settings.partition_dir(as_of)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():

@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from datetime import date
 from pathlib import Path
 
@@ -36,6 +37,9 @@ VERSION_PREFIX = "v="
 # Committed versions kept per night: the current one, and the previous one for the readers
 # that opened it before the last publish.
 KEEP_VERSIONS = 2
+# An uncommitted version is removed once this old: younger, it may be another publisher's
+# upload in flight (a CLI run beside the DAG's), not a killed run's leftover.
+STALE_UPLOAD_SECONDS = 3600
 _VERSION = re.compile(r"^v=(\d+)$")
 
 
@@ -95,7 +99,7 @@ def check_mode(settings: Settings) -> None:
     if not scored.exists():
         return
     if settings.publish_mode == "pointer":
-        other = sorted(p.parent.name for p in scored.glob(f"score_date=*/{PART_FILE}"))
+        other = sorted({p.parent.name for p in scored.glob("score_date=*/*.parquet")})
         hint = "published by the swap mode"
     else:
         other = sorted(p.parent.name for p in scored.glob(f"score_date=*/{COMMITTED_DIR}"))
@@ -135,14 +139,24 @@ def publish_version(day: date, staged_file: Path, settings: Settings) -> Path:
 
 
 def _remove_old_versions(folder: Path, current: int) -> None:
+    """Housekeeping after a commit; never fails the night it follows (a mount that refuses
+    deletes, Mountpoint for S3 without --allow-delete, leaves the versions and says so)."""
     committed = _versions(folder, COMMITTED_DIR)
     keep = set(committed[-KEEP_VERSIONS:])
+    stale_before = time.time() - STALE_UPLOAD_SECONDS
     for version in _versions(folder):
         if version in keep or version > current:
             continue
-        # Marker first: a reader never follows a marker to a removed file.
-        (folder / COMMITTED_DIR / f"{VERSION_PREFIX}{version}").unlink(missing_ok=True)
-        shutil.rmtree(folder / f"{VERSION_PREFIX}{version}", ignore_errors=True)
+        path = folder / f"{VERSION_PREFIX}{version}"
+        marker = folder / COMMITTED_DIR / f"{VERSION_PREFIX}{version}"
+        try:
+            if version not in committed and path.stat().st_mtime > stale_before:
+                continue  # an upload that may still be running
+            # Marker first: a reader never follows a marker to a removed file.
+            marker.unlink(missing_ok=True)
+            shutil.rmtree(path)
+        except OSError as exc:
+            log.warning("could not remove %s (%s); the night is published, it stays", path, exc)
 
 
 def fsync_dir(path: Path) -> None:

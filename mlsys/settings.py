@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -334,9 +335,14 @@ class Settings:
         if engine not in ENGINES:
             raise ValueError(f"MLSYS_ENGINE must be one of {', '.join(ENGINES)}, got {engine!r}")
         spark_remote = _env(env, "MLSYS_SPARK_REMOTE", "")
-        if spark_remote and not spark_remote.startswith("sc://"):
+        if spark_remote and not re.fullmatch(r"sc://[^/:\s]+(:\d+)?(/.*)?", spark_remote):
             raise ValueError(
                 f"MLSYS_SPARK_REMOTE must be a Spark Connect URL, sc://host:port, got {spark_remote!r}"
+            )
+        if spark_remote and engine != "spark":
+            raise ValueError(
+                f"MLSYS_SPARK_REMOTE is set ({spark_remote}) but MLSYS_ENGINE is {engine}: "
+                "set MLSYS_ENGINE=spark to use the Spark Connect server, or unset MLSYS_SPARK_REMOTE"
             )
         publish_mode = _env(env, "MLSYS_PUBLISH_MODE", "swap").lower()
         if publish_mode not in PUBLISH_MODES:
@@ -345,6 +351,12 @@ class Settings:
             )
         # Spark Connect cannot take a master; its profile target sends only runtime settings.
         spark_target = "spark_connect" if spark_remote else "spark"
+        dbt_target = _env(env, "MLSYS_DBT_TARGET", spark_target if engine == "spark" else "dev")
+        if spark_remote and dbt_target == "spark":
+            raise ValueError(
+                "MLSYS_DBT_TARGET=spark starts Spark inside this process; with MLSYS_SPARK_REMOTE "
+                "the dbt target is spark_connect (unset MLSYS_DBT_TARGET, or set it to spark_connect)"
+            )
         return cls(
             home=var_dir,
             data_dir=data_dir,
@@ -368,7 +380,7 @@ class Settings:
             spark_master=_env(env, "MLSYS_SPARK_MASTER", "local[2]"),
             spark_remote=spark_remote,
             publish_mode=publish_mode,
-            dbt_target=_env(env, "MLSYS_DBT_TARGET", spark_target if engine == "spark" else "dev"),
+            dbt_target=dbt_target,
             horizon_days=_env_int(env, "MLSYS_HORIZON_DAYS", 30),
             snapshot_weeks=_env_int(env, "MLSYS_SNAPSHOT_WEEKS", 12),
             score_batch_size=_env_int(env, "MLSYS_SCORE_BATCH_SIZE", 100_000),

@@ -10,6 +10,7 @@ is ever seen twice.
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import date
 from pathlib import Path
@@ -17,28 +18,31 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from mlsys import bi, exports, score, scored_table
+from mlsys import bi, exports, metrics, score, scored_table
 from mlsys.settings import Settings
 
 AS_OF = date(2026, 6, 1)
 
 
-def _stage(source: Path, settings: Settings, name: str) -> Path:
+def _stage(source: Path, settings: Settings, name: str, day: date = AS_OF) -> Path:
     """A staging folder as `combine` leaves it: the night's file, outside the table."""
-    staging = settings.staging_dir / f"score_date={AS_OF.isoformat()}.{name}"
+    staging = settings.staging_dir / f"score_date={day.isoformat()}.{name}"
     staging.mkdir(parents=True)
     shutil.copyfile(source, staging / scored_table.PART_FILE)
     return staging
 
 
 def _bi_rows(settings: Settings) -> tuple[int, int]:
+    """(rows, nights) of the view file's scored_leads; scored_leads_latest is one night's."""
     con = bi.connect(settings)
     try:
-        row = con.execute("select count(*), count(distinct score_date) from scored_leads").fetchone()
-        latest = con.execute("select count(*) from scored_leads_latest").fetchone()
+        counts = "select count(*), count(distinct score_date) from "
+        row = con.execute(counts + "scored_leads").fetchone()
+        latest = con.execute(counts + "scored_leads_latest").fetchone()
     finally:
         con.close()
-    assert row is not None and latest is not None and latest[0] == row[0]
+    assert row is not None and latest is not None and latest[1] == 1
+    assert latest[0] * row[1] == row[0], "every night holds the same leads here"
     return int(row[0]), int(row[1])
 
 
@@ -55,36 +59,57 @@ def test_a_night_is_visible_by_its_commit_marker_only(
     s = pointer_settings
 
     first = score.publish(AS_OF, _stage(source, s, "run1"), s)
-    assert first == s.partition_dir(AS_OF)
-    (v1,) = scored_table.current_files(s, AS_OF)
-    assert v1 == first / "v=1" / scored_table.PART_FILE
+    night = s.partition_dir(AS_OF)
+    assert first == night / "v=1", "publish returns what readers now read"
+    assert scored_table.current_files(s, AS_OF) == [night / "v=1" / scored_table.PART_FILE]
     assert score.read_partition(s, AS_OF).equals(pq.read_table(source))
     assert _bi_rows(s) == (leads, 1)
     assert scored_table.published_dates(s) == [AS_OF]
+    assert metrics.scored_table_freshness(s) == AS_OF
 
-    # A reader opens version 1; the next night's run publishes version 2 under it.
-    held = pq.ParquetFile(v1)
-    score.publish(AS_OF, _stage(source, s, "run2"), s)
-    assert scored_table.current_files(s, AS_OF) == [first / "v=2" / scored_table.PART_FILE]
-    assert held.read().num_rows == leads, "the previous version stays for its readers"
+    # The next run publishes version 2; version 1 stays for the readers that opened it.
+    assert score.publish(AS_OF, _stage(source, s, "run2"), s) == night / "v=2"
+    assert scored_table.current_files(s, AS_OF) == [night / "v=2" / scored_table.PART_FILE]
+    assert (night / "v=1" / scored_table.PART_FILE).is_file()
     assert _bi_rows(s) == (leads, 1), "one version of a night, never two"
 
-    # A run killed after its upload, before its marker: no reader follows it.
-    killed = first / "v=3"
+    # A run killed after its upload, before its marker, and a later night committed at a
+    # higher version: the half-written file lies between committed versions, and no reader
+    # (the BI views included) opens it.
+    killed = night / "v=3"
     killed.mkdir()
     (killed / scored_table.PART_FILE).write_bytes(source.read_bytes()[:1000])
-    assert scored_table.current_files(s, AS_OF) == [first / "v=2" / scored_table.PART_FILE]
-    assert _bi_rows(s) == (leads, 1)
-    done = exports.export_top_leads(AS_OF, s, n=5)
-    assert done["rows"] == 5
+    later = date(2026, 6, 2)
+    for run in range(4):
+        score.publish(later, _stage(source, s, f"later{run}", day=later), s)
+    assert scored_table.committed_versions(s, later) == [3, 4]
+    assert scored_table.current_files(s, AS_OF) == [night / "v=2" / scored_table.PART_FILE]
+    assert _bi_rows(s) == (2 * leads, 2)
+    assert exports.export_top_leads(AS_OF, s, n=5)["rows"] == 5
 
-    # The next publish commits version 4, then removes version 1 (two are kept) and the
-    # uncommitted version 3.
-    score.publish(AS_OF, _stage(source, s, "run4"), s)
+    # The next publish of the first night commits version 4, then removes version 1 (two
+    # are kept) and the killed upload once it is stale.
+    os.utime(killed, (0, 0))
+    assert score.publish(AS_OF, _stage(source, s, "run4"), s) == night / "v=4"
     assert scored_table.committed_versions(s, AS_OF) == [2, 4]
-    assert sorted(p.name for p in first.iterdir()) == ["_committed", "v=2", "v=4"]
-    assert _bi_rows(s) == (leads, 1)
+    assert sorted(p.name for p in night.iterdir()) == ["_committed", "v=2", "v=4"]
+    assert _bi_rows(s) == (2 * leads, 2)
     assert not any(s.staging_dir.iterdir()), "the staging folders are gone"
+
+
+def test_an_upload_in_flight_is_not_removed(published: Path, pointer_settings: Settings) -> None:
+    """Another publisher's version, uploaded but not yet committed (younger than
+    STALE_UPLOAD_SECONDS), survives a publish's housekeeping."""
+    s = pointer_settings
+    source = published / scored_table.PART_FILE
+    night = s.partition_dir(AS_OF)
+    (night / "v=1").mkdir(parents=True)
+    (night / "v=1" / scored_table.PART_FILE).write_bytes(b"in flight")
+    for run in range(3):
+        score.publish(AS_OF, _stage(source, s, f"run{run}"), s)
+    assert scored_table.committed_versions(s, AS_OF) == [3, 4]
+    assert (night / "v=1" / scored_table.PART_FILE).read_bytes() == b"in flight"
+    assert not (night / "v=2").exists()
 
 
 def test_the_on_demand_scorer_and_drift_list_the_pointer_nights(

@@ -84,8 +84,19 @@ def test_the_engine_is_checked_and_picks_its_dbt_target(monkeypatch) -> None:
         "sc://spark-connect:15002",
         "spark_connect",
     )
-    monkeypatch.setenv("MLSYS_SPARK_REMOTE", "spark://spark-master:7077")
-    with pytest.raises(ValueError, match="MLSYS_SPARK_REMOTE must be a Spark Connect URL, sc://host:port"):
+    monkeypatch.setenv("MLSYS_DBT_TARGET", "spark")
+    with pytest.raises(ValueError, match="with MLSYS_SPARK_REMOTE the dbt target is spark_connect"):
+        Settings.from_env()
+    monkeypatch.delenv("MLSYS_DBT_TARGET")
+    for url in ("spark://spark-master:7077", "sc://", "sc://:15002"):
+        monkeypatch.setenv("MLSYS_SPARK_REMOTE", url)
+        with pytest.raises(
+            ValueError, match="MLSYS_SPARK_REMOTE must be a Spark Connect URL, sc://host:port"
+        ):
+            Settings.from_env()
+    monkeypatch.setenv("MLSYS_SPARK_REMOTE", "sc://spark-connect:15002")
+    monkeypatch.setenv("MLSYS_ENGINE", "duckdb")
+    with pytest.raises(ValueError, match=r"MLSYS_SPARK_REMOTE is set .* but MLSYS_ENGINE is duckdb"):
         Settings.from_env()
     monkeypatch.delenv("MLSYS_SPARK_REMOTE")
     monkeypatch.setenv("MLSYS_ENGINE", "polars")
@@ -111,3 +122,16 @@ def test_a_dbt_project_without_the_engines_target_is_refused_before_dbt(monkeypa
     dbt.check_target(Settings.from_env())  # the main project has the spark target
     monkeypatch.setenv("MLSYS_SPARK_REMOTE", "sc://127.0.0.1:15002")
     dbt.check_target(Settings.from_env())  # and the Connect client's
+
+
+def test_the_publish_mode_is_checked(monkeypatch) -> None:
+    import pytest
+
+    from mlsys.settings import Settings
+
+    assert Settings.from_env().publish_mode == "swap"
+    monkeypatch.setenv("MLSYS_PUBLISH_MODE", "Pointer")
+    assert Settings.from_env().publish_mode == "pointer"
+    monkeypatch.setenv("MLSYS_PUBLISH_MODE", "rename")
+    with pytest.raises(ValueError, match="MLSYS_PUBLISH_MODE must be one of swap, pointer, got 'rename'"):
+        Settings.from_env()
