@@ -80,19 +80,35 @@ def test_a_bad_spark_built_mart_stops_the_night_with_duckdbs_report(
     spark_settings: Settings, settings: Settings
 ) -> None:
     """The gate on Spark's marts: the features gate validates the file Spark wrote (GX pushed
-    down to DuckDB over it, docs/spark.md). A mart with the same defect, built by Spark or by
-    DuckDB, stops the night with the same report, and the gated file stays in place."""
-    from mlsys import pipeline
+    down to DuckDB over it, docs/spark.md). A mart with the same defect, written by Spark or
+    by DuckDB, stops the night with the same report, and the gated file stays in place.
+    (Uses the features the nightly DAG test above built on Spark.)"""
+    from pyspark.sql import functions as F
+
+    from mlsys import pipeline, spark
     from mlsys.validation import DataValidationError
 
     spark_built = spark_settings.lead_features_path(AS_OF)  # the nightly DAG test's, gated
     staged = spark_settings.mart_path("lead_features", AS_OF, staged=True)
+    staged.parent.mkdir(parents=True, exist_ok=True)
     gated = spark_built.read_bytes()
-    messages = []
-    for built in (spark_built, settings.lead_features_path(AS_OF)):
-        staged.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(built, staged)
+
+    def spark_defect() -> None:
+        """Spark writes the defect (a bug in the SQL would): its own Parquet file, flattened."""
+        frame = spark.session(spark_settings).read.parquet(str(spark_built))
+        count_type = frame.schema["n_activities_total"].dataType
+        frame = frame.withColumn("n_activities_total", F.lit(-1).cast(count_type))
+        frame.coalesce(1).write.mode("overwrite").parquet(str(staged))
+        spark.flatten_mart(staged)
+        assert "duckdb" not in (pq.read_metadata(staged).created_by or "").lower()
+
+    def duckdb_defect() -> None:
+        shutil.copyfile(settings.lead_features_path(AS_OF), staged)
         rewrite(staged, "SELECT * REPLACE (-1 AS n_activities_total) FROM {src}")
+
+    messages = []
+    for make_defect in (spark_defect, duckdb_defect):
+        make_defect()
         with pytest.raises(DataValidationError) as excinfo:
             pipeline.gate_scoring(AS_OF, spark_settings, raw=False)
         assert_stopped_at_the_gate(
