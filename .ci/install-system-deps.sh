@@ -6,7 +6,8 @@
 # `make test-postgres` (tests/stack/test_postgres_celery.py starts throwaway servers of its own);
 # chromium and chromedriver (`chromium-driver`) for the browser test of `make airflow`; curl and
 # jq, which the on-demand REST sequence of docs/on-demand.md uses (tests/stack/test_ui.py runs it);
-# a Java runtime (17, what PySpark 4 needs) for the Spark engine's tests (docs/spark.md).
+# a Java runtime (17, what PySpark 4 needs) for the Spark engine's tests (docs/spark.md);
+# s3fs (a FUSE mount of an S3 bucket) for the pointer publish mode's object-store test.
 # Idempotent: does nothing when everything is already on PATH.
 # Runs as root on a fresh Debian machine (CI); elsewhere it uses sudo when available.
 set -euo pipefail
@@ -22,6 +23,7 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v s3fs >/dev/null 2>&1 || missing+=(s3fs)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
@@ -62,3 +64,4 @@ command -v curl >/dev/null
 command -v jq >/dev/null
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
 command -v java >/dev/null
+command -v s3fs >/dev/null

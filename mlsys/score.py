@@ -543,16 +543,26 @@ def publish(as_of: date, staging: Path, settings: Settings) -> Path:
         return version_file.parent  # the committed version's folder, what readers follow
     target = settings.partition_dir(as_of)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        if not _exchange(staging, target):
-            # Fallback: two renames; readers may briefly see no partition, never a partial one.
-            old = staging.with_name(staging.name + ".old")
-            os.rename(target, old)
+    try:
+        if target.exists():
+            if not _exchange(staging, target):
+                # Fallback: two renames; readers may briefly see no partition, never a partial one.
+                old = staging.with_name(staging.name + ".old")
+                os.rename(target, old)
+                os.rename(staging, target)
+                staging = old
+            shutil.rmtree(staging, ignore_errors=True)  # now holds the previous partition
+        else:
             os.rename(staging, target)
-            staging = old
-        shutil.rmtree(staging, ignore_errors=True)  # now holds the previous partition
-    else:
-        os.rename(staging, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        raise OSError(
+            exc.errno,
+            f"cannot swap {staging} into {target}: the scored table is on another file system "
+            "than the data folder (a mounted bucket?). The swap renames within one POSIX volume; "
+            "on an object-store mount set MLSYS_PUBLISH_MODE=pointer (docs/spark.md)",
+        ) from exc
     fsync_dir(target.parent)
     _view_file(settings)
     log.info("published %s", target)
