@@ -92,8 +92,10 @@ def measure(args: list[str], env: dict[str, str]) -> dict[str, Any]:
     wall = time.perf_counter() - start
     out = "".join(output)
     if proc.returncode != 0:
+        log = Path(env.get("MLSYS_HOME", ".")) / f"failed-{args[-3] if len(args) > 3 else 'step'}.log"
+        log.write_text(out)  # the whole output: a JVM's first error is long before the last
         tail = "\n".join(line for line in out.strip().splitlines() if not line.startswith('{"ts"'))[-3000:]
-        raise SystemExit(f"failed: {' '.join(args)}\n{tail}")
+        raise SystemExit(f"failed: {' '.join(args)} (whole output: {log})\n{tail}")
     return {
         "wall_s": round(wall, 1),
         "cpu_s": round(sum(cpu_by_pid.values()), 1),
@@ -122,7 +124,12 @@ def main() -> None:
     home = args.home.resolve()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLSYS_", "MLFLOW_"))}
     env.update({"MLSYS_HOME": str(home), "MLSYS_STATSD_PORT": "18125", "PYTHONPATH": str(REPO)})
-    for name in ("MLSYS_DUCKDB_MEMORY_LIMIT", "MLSYS_SPARK_MASTER", "MLSYS_SPARK_DRIVER_MEMORY"):
+    for name in (
+        "MLSYS_DUCKDB_MEMORY_LIMIT",
+        "MLSYS_SPARK_MASTER",
+        "MLSYS_SPARK_DRIVER_MEMORY",
+        "MLSYS_SPARK_SHUFFLE_PARTITIONS",
+    ):
         if name in os.environ:
             env[name] = os.environ[name]
     if args.champion_from:
