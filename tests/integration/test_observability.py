@@ -555,7 +555,10 @@ def test_freshness_gauges_follow_the_newest_partition(tmp_path: Path) -> None:
         assert metrics.scored_table_freshness(settings) is None
         for day in ("2026-05-30", "2026-06-01", "2026-05-31"):
             (settings.scored_dir / f"score_date={day}").mkdir(parents=True)
+            (settings.scored_dir / f"score_date={day}" / "part-00000.parquet").write_bytes(b"PAR1")
         (settings.scored_dir / "score_date=garbage").mkdir()
+        # A folder with no file (a swap's leftover, an upload never committed) is no night.
+        (settings.scored_dir / "score_date=2026-06-05").mkdir()
         assert metrics.scored_table_freshness(settings) == date(2026, 6, 1)
     finally:
         listener.close()
