@@ -91,8 +91,8 @@ def test_model_rows_and_timings_go_to_statsd(
     known = duckdb.sql(
         f"select count(distinct lead_id) from read_parquet('{settings.raw_dir}/leads/*.parquet')"
     ).fetchall()[0][0]
-    # stg_leads and stg_activities are tables (counts from the warehouse), lead_features a
-    # Parquet export (count from its footer); ephemeral models hold no rows to count.
+    # stg_leads, stg_activities and the activity windows are tables (counts from the
+    # warehouse), lead_features a Parquet export (count from its footer).
     assert built.model_rows["stg_leads"] == known
     assert built.model_rows["lead_features"] == built.rows["lead_features"]
     assert (
@@ -102,7 +102,11 @@ def test_model_rows_and_timings_go_to_statsd(
             f"select count(*) from read_parquet('{settings.raw_dir}/activities/*.parquet')"
         ).fetchall()[0][0]
     )
-    assert "int_scoring_activity_windows" not in built.model_rows
+    # One row per lead with an activity before as_of.
+    assert built.model_rows["int_scoring_activity_windows"] == duckdb.sql(
+        f"select count(distinct lead_id) from read_parquet('{settings.raw_dir}/activities/*.parquet') "
+        f"where occurred_at < date '{AS_OF}'"
+    ).fetchall()[0][0]
     packets = [line.replace("|", ":").split(":") for line in _received(statsd)]
     gauges = {name: float(value) for name, value, kind in packets if kind == "g"}
     assert gauges["mlsys.features.model_rows.stg_leads"] == known
@@ -322,8 +326,7 @@ def test_docs_generate_writes_the_site(docs: dict, settings: Settings) -> None:
     catalog = json.loads((target / "catalog.json").read_text())
     assert not catalog.get("errors")
     assert {"model.mlsys.stg_leads", "model.mlsys.lead_features"} <= set(catalog["nodes"])
-    # Ephemeral models have no relation to describe, and that is no error.
-    assert "model.mlsys.int_scoring_activity_windows" not in catalog["nodes"]
+    assert "model.mlsys.int_scoring_activity_windows" in catalog["nodes"]
     assert "model.mlsys.int_scoring_activity_windows" in docs["nodes"]
 
 

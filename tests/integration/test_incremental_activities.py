@@ -121,6 +121,7 @@ def test_nights_of_landings_equal_a_full_refresh(nights: Settings, tmp_path: Pat
     features.build(N3, s)
     state_sql = _compiled(s, "int_lead_activity_state")
     assert "late arrivals" in state_sql  # brought forward, not rebuilt
+    assert f"brought forward from the windows of {N2}" in _compiled(s, "int_scoring_activity_windows")
     incremental_n3 = _keep(s, N3, tmp_path / "incremental-n3.parquet")
     assert _differing(incremental_n3, _reference_features(s, N3, tmp_path / "reference-n3.parquet")) == 0
 
@@ -159,6 +160,27 @@ def test_nights_of_landings_equal_a_full_refresh(nights: Settings, tmp_path: Pat
     assert _loads(s) == [(1, 6, 0, True)]
     assert _differing(activities, _export_activities(s, tmp_path / "full-activities.parquet")) == 0
     assert _differing(incremental, f"read_parquet('{s.lead_features_path(AS_OF)}')") == 0
+
+
+def test_windows_brought_forward_over_skipped_nights(nights: Settings, tmp_path: Path) -> None:
+    """The windows of N1 brought forward three days (two nights skipped, late arrivals among
+    the loads), then to the same night again with one more late file: the features equal the
+    ones aggregated from every activity."""
+    s = nights
+    every = (tmp_path / "all.sql").read_text()
+    features.build(N1, s)
+    _land(s, "days.parquet", f"select * from {every} where occurred_at >= date '{N1}' and occurred_at < date '{AS_OF}'")
+    late = (tmp_path / "late.sql").read_text()
+    _land(s, "late-1.parquet", f"select * from ({late}) where lead_id % 2 = 0")
+    features.build(AS_OF, s)
+    assert f"brought forward from the windows of {N1}" in _compiled(s, "int_scoring_activity_windows")
+    skipped = _keep(s, AS_OF, tmp_path / "skipped.parquet")
+    _land(s, "late-2.parquet", f"select * from ({late}) where lead_id % 2 = 1")
+    features.build(AS_OF, s)
+    assert f"brought forward from the windows of {AS_OF}" in _compiled(s, "int_scoring_activity_windows")
+    again = _keep(s, AS_OF, tmp_path / "again.parquet")
+    assert _differing(skipped, again) > 0  # the second late file changed some leads' features
+    assert _differing(again, _reference_features(s, AS_OF, tmp_path / "reference.parquet")) == 0
 
 
 def test_a_window_of_dates_is_rebuilt_on_request(nights: Settings, tmp_path: Path) -> None:
