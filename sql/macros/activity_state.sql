@@ -45,3 +45,83 @@
     {%- endif %}
     {{ return({'as_of': kept[0], 'batch': kept[1] | int, 'gap_days': gap_days}) }}
 {%- endmacro %}
+
+{#- Whether int_scoring_activity_windows keeps its bookkeeping and can be brought forward:
+    DuckDB, not the full-history reference, not the on-demand compile (a payload's activities). -#}
+{% macro windows_bookkeeping() -%}
+    {{ return(target.type == 'duckdb' and not var('features_from_full_history', false)
+        and not var('activities_from_source', false)) }}
+{%- endmacro %}
+
+{% macro windows_fingerprint() -%}
+    {{ return(local_md5(activity_window_aggregates('d'))) }}
+{%- endmacro %}
+
+{% macro window_changes_relation() -%}
+    {{- api.Relation.create(database=this.database, schema=this.schema, identifier=this.identifier ~ '__changes') -}}
+{%- endmacro %}
+
+{#- The pre-hook of int_scoring_activity_windows: when the windows are brought forward, the
+    changes per lead since the previous build, as a table (one row per lead that changed).
+    What was not counted at the previous as_of P: the days [P, as_of) and the late arrivals
+    (loaded since, dated before P), aggregated as of as_of. What was counted at P and crossed
+    a window's edge with the dates: each counter gains what entered its window and loses what
+    left it; only the days at the windows' edges are read (macro window_edges). -#}
+{% macro window_changes_table() -%}
+    {%- set previous = brought_forward_windows(windows_fingerprint()) if windows_bookkeeping() and execute else none %}
+    {%- if previous is none %}
+        drop table if exists {{ window_changes_relation() }}
+    {%- else %}
+        {%- set as_of = as_of_date() %}
+        {%- set since = "timestamp '" ~ previous['as_of'] ~ "'" %}
+        create or replace table {{ window_changes_relation() }} as
+        with
+
+        added as (
+            select
+                a.lead_id,
+                {{ activity_window_aggregates(as_of) }}
+            from (
+                select * from {{ ref('stg_activities') }}
+                where occurred_at >= {{ since }} and occurred_at < {{ as_of }}
+                union all
+                select * from {{ ref('stg_activities') }}
+                where occurred_at < {{ since }} and landing_batch > {{ previous['batch'] }}
+            ) as a
+            group by a.lead_id
+        ),
+
+        moved as (
+            select
+                a.lead_id,
+                {%- for counter in window_counters() %}
+                    count(*) filter (where {{ counter_filter(counter, 'a', as_of) }})
+                    - count(*) filter (where {{ counter_filter(counter, 'a', since) }}) as {{ counter['column'] }}{{ "," if not loop.last }}
+                {%- endfor %}
+            from (
+                {%- for edge in window_edges(previous['gap_days']) %}
+                    select * from {{ ref('stg_activities') }} as a
+                    where
+                        a.occurred_at >= {{ since }} - interval {{ edge[0] }} day
+                        and a.occurred_at < {{ since }} - interval {{ edge[1] }} day
+                        and a.landing_batch <= {{ previous['batch'] }}
+                    {{ "union all" if not loop.last }}
+                {%- endfor %}
+            ) as a
+            group by a.lead_id
+        )
+
+        {#- int32 counts: half the memory of the join that adds them to the windows. #}
+        select
+            coalesce(added.lead_id, moved.lead_id) as lead_id,
+            cast(added.n_activities_total as integer) as n_activities_total,
+            {%- for counter in window_counters() %}
+                cast(coalesce(added.{{ counter['column'] }}, 0) + coalesce(moved.{{ counter['column'] }}, 0) as integer)
+                as {{ counter['column'] }},
+            {%- endfor %}
+            added.first_activity_at,
+            added.last_activity_at
+        from added
+        full outer join moved on added.lead_id = moved.lead_id
+    {%- endif %}
+{%- endmacro %}

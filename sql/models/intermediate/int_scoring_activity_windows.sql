@@ -5,8 +5,9 @@
 -- build at P become those of D by adding what was not counted at P (the activities of
 -- [P, D) and the late arrivals loaded since) and moving the activities counted at P whose
 -- window changed with the dates (a day leaving the 90-day window, a day entering the
--- 'previous week' of the trend...). That reads a few days of activities and the 10M-row table,
--- not the 90 days. It is rebuilt instead, from the activities of the windows and the per-lead
+-- 'previous week' of the trend...): the pre-hook's table of changes per lead (macro
+-- window_changes_table), added to the previous windows. That reads a few days of activities
+-- and the previous table, not the 90 days. It is rebuilt instead, from the activities of the windows and the per-lead
 -- state of what came before them (int_lead_activity_state), when there is nothing to bring
 -- forward: the first build, a new stg_activities generation (a full refresh), a load that
 -- deleted rows (a replaced file, a rebuilt window), an as_of before the previous one (a
@@ -15,11 +16,17 @@
 -- var('features_from_full_history') true: every aggregate straight from all the activities
 -- before as_of (the reference the tests compare with, and the on-demand compile's SQL).
 {%- set landing_bookkeeping = target.type == 'duckdb' %}
-{{ config(materialized='table' if landing_bookkeeping else 'ephemeral') }}
+{#- The changes are a table of their own (made by the pre-hook): with them in the same query
+    DuckDB's estimate of their rows is off by 10x, it hashes the 10M-lead side of the join
+    instead, and runs out of memory at 10M leads. #}
+{{ config(
+    materialized='table' if landing_bookkeeping else 'ephemeral',
+    pre_hook=["{{ window_changes_table() }}"] if landing_bookkeeping else [],
+) }}
 {%- set as_of = as_of_date() %}
 {%- set full_history = var('features_from_full_history', false) %}
-{%- set bookkeeping = landing_bookkeeping and not full_history and not var('activities_from_source', false) %}
-{%- set fingerprint = local_md5(activity_window_aggregates('d')) %}
+{%- set bookkeeping = windows_bookkeeping() %}
+{%- set fingerprint = windows_fingerprint() %}
 {%- set previous = brought_forward_windows(fingerprint) if bookkeeping and execute else none %}
 {%- if full_history %}
 {#- The state stays in the lineage (a build of +lead_features keeps it current), called
@@ -63,60 +70,17 @@ group by a.lead_id
     from recent
     full outer join {{ ref('int_lead_activity_state') }} as state on recent.lead_id = state.lead_id
 {%- else %}
-{%- set since = "timestamp '" ~ previous['as_of'] ~ "'" %}
-{%- set counted = "a.landing_batch <= " ~ previous['batch'] %}
--- brought forward from the windows of {{ previous['as_of'] }} (load {{ previous['batch'] }})
-with
-
--- Not counted at the previous as_of: its [previous, as_of) days, and the late arrivals
--- (loaded since, dated before it).
-added as (
-    select
-        a.lead_id,
-        {{ activity_window_aggregates(as_of) }}
-    from (
-        select * from {{ ref('stg_activities') }}
-        where occurred_at >= {{ since }} and occurred_at < {{ as_of }}
-        union all
-        select * from {{ ref('stg_activities') }}
-        where occurred_at < {{ since }} and landing_batch > {{ previous['batch'] }}
-    ) as a
-    group by a.lead_id
-),
-
--- Counted at the previous as_of, in a window that moved: each counter gains what entered
--- its window and loses what left it. Only the days at the windows' edges are read.
-moved as (
-    select
-        a.lead_id,
-        {%- for counter in window_counters() %}
-            count(*) filter (where {{ counter_filter(counter, 'a', as_of) }})
-            - count(*) filter (where {{ counter_filter(counter, 'a', since) }}) as {{ counter['column'] }}{{ "," if not loop.last }}
-        {%- endfor %}
-    from (
-        {%- for edge in window_edges(previous['gap_days']) %}
-            select * from {{ ref('stg_activities') }} as a
-            where
-                a.occurred_at >= {{ since }} - interval {{ edge[0] }} day
-                and a.occurred_at < {{ since }} - interval {{ edge[1] }} day
-                and {{ counted }}
-            {{ "union all" if not loop.last }}
-        {%- endfor %}
-    ) as a
-    group by a.lead_id
-)
-
+-- brought forward from the windows of {{ previous['as_of'] }} (load {{ previous['batch'] }}), with the
+-- changes since (the table the pre-hook made, macro window_changes_sql)
 select
-    coalesce(kept.lead_id, added.lead_id) as lead_id,
-    coalesce(kept.n_activities_total, 0) + coalesce(added.n_activities_total, 0) as n_activities_total,
+    coalesce(kept.lead_id, changes.lead_id) as lead_id,
+    coalesce(kept.n_activities_total, 0) + coalesce(changes.n_activities_total, 0) as n_activities_total,
     {%- for counter in window_counters() %}
-        coalesce(kept.{{ counter['column'] }}, 0) + coalesce(added.{{ counter['column'] }}, 0)
-        + coalesce(moved.{{ counter['column'] }}, 0) as {{ counter['column'] }},
+        coalesce(kept.{{ counter['column'] }}, 0) + coalesce(changes.{{ counter['column'] }}, 0) as {{ counter['column'] }},
     {%- endfor %}
-    least(kept.first_activity_at, added.first_activity_at) as first_activity_at,
-    greatest(kept.last_activity_at, added.last_activity_at) as last_activity_at,
+    least(kept.first_activity_at, changes.first_activity_at) as first_activity_at,
+    greatest(kept.last_activity_at, changes.last_activity_at) as last_activity_at,
     {{ windows_bookkeeping_columns(as_of, fingerprint) }}
 from {{ this }} as kept
-full outer join added on kept.lead_id = added.lead_id
-left join moved on kept.lead_id = moved.lead_id
+full outer join {{ window_changes_relation() }} as changes on kept.lead_id = changes.lead_id
 {%- endif %}
