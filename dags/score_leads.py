@@ -20,7 +20,7 @@ partition `scored_leads/score_date=<date>/` atomically -> metrics.
 * `publish` updates the asset `mlsys://scored_leads` with `extra` = score_date, model_name,
   model_version, rows, partition: DAGs scheduled on it (`export_top_leads`) follow each night.
 * Override the cut-off with the `as_of` param (YYYY-MM-DD); `full_refresh: true` rebuilds the
-  de-duplicated activities from every landing file instead of reading only the new ones
+  de-duplicated leads and activities from every landing file instead of reading only the new ones
   (docs/data-engineering.md); any other conf key fails the run.
 * No champion yet: `plan_scoring` fails at once, saying to run `retrain`.
 * MLflow unreachable: `plan_scoring` and `score` retry with exponential backoff (4 tries); the
@@ -72,7 +72,7 @@ SCORED_LEADS = Asset(SCORED_LEADS_URI)
         "full_refresh": Param(
             False,
             type="boolean",
-            description="Rebuild the de-duplicated activities from every landing file (dbt --full-refresh)",
+            description="Rebuild the leads and activities from every landing file (dbt --full-refresh)",
         ),
     },
 )

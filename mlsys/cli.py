@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--full-refresh",
                 action="store_true",
-                help="rebuild the de-duplicated activities from every landing file (dbt --full-refresh)",
+                help="rebuild the leads and activities from every landing file (dbt --full-refresh)",
             )
             p.add_argument(
                 "--rebuild-from",

@@ -83,8 +83,8 @@ def build(
 
     ``staged``: the marts go to ``features/.staging/`` (`Settings.mart_path`), where the gate
     validates them and `promote` moves them into place; the pipeline's builds do this.
-    ``full_refresh``: ``--full-refresh``, the incremental stg_activities rebuilt from every
-    landing file (docs/data-engineering.md). ``extra_vars``: more dbt vars
+    ``full_refresh``: ``--full-refresh``, the incremental stg_leads and stg_activities rebuilt
+    from every landing file (docs/data-engineering.md). ``extra_vars``: more dbt vars
     (``rebuild_activities_from``/``_to``: a window of dates re-read from every file).
     """
     if not settings.raw_dir.is_dir():

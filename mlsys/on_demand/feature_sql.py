@@ -76,13 +76,13 @@ def project_hash(settings: Settings) -> str:
 
 def compile_vars(settings: Settings, as_of: str) -> dict[str, Any]:
     """The nightly build's vars, with the two that make the lineage a pure function of the
-    raw sources: stg_activities reads its source relation (a payload) instead of the landing
-    files it keeps track of, and the activity windows are computed from all the activities
-    instead of the per-lead state table the nightly build carries forward (the same rows:
-    tests/integration/test_incremental_activities.py)."""
+    raw sources: stg_leads and stg_activities read their source relations (a payload) instead
+    of the landing files they keep track of, and the activity windows are computed from all
+    the activities instead of the per-lead state table the nightly build carries forward (the
+    same rows: tests/integration/test_incremental_activities.py)."""
     return {
         **dbt.build_vars(settings, as_of),
-        "activities_from_source": True,
+        "landings_from_source": True,
         "features_from_full_history": True,
     }
 

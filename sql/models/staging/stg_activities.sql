@@ -1,5 +1,5 @@
 -- Typed, de-duplicated activities, loaded incrementally: each build reads only the landing
--- files that are new or changed since the last (sql/macros/activity_landings.sql keeps the
+-- files that are new or changed since the last (sql/macros/landing_files.sql keeps the
 -- list), and inserts the activities not already in the table. `dbt build --full-refresh`
 -- (`mlsys features --full-refresh`) rebuilds it from every file.
 --
@@ -21,7 +21,7 @@
     incremental_strategy='append',
     on_schema_change='fail',
     pre_hook=[
-        {'sql': "{{ activity_landings_reset() }}", 'transaction': false},
+        {'sql': "{{ landings_reset() }}", 'transaction': false},
         "{{ activity_windows_delete() }}",
     ],
     post_hook=["{{ activity_landings_record() }}"],
