@@ -50,7 +50,7 @@
     DuckDB, not the full-history reference, not the on-demand compile (a payload's activities). -#}
 {% macro windows_bookkeeping() -%}
     {{ return(target.type == 'duckdb' and not var('features_from_full_history', false)
-        and not var('activities_from_source', false)) }}
+        and not var('landings_from_source', false)) }}
 {%- endmacro %}
 
 {% macro windows_fingerprint() -%}
