@@ -3,8 +3,9 @@
 Two steps, so a failure or a kill at any moment leaves readers on the last good partition:
 
 1. ``score``: stream the lead_features Parquet in Arrow record batches, score each batch
-   with the champion (version pinned at the start), write a staging folder outside the
-   table. Memory is one batch plus 8 bytes per lead for the score ranks.
+   with the champion (version pinned at the start) on MLSYS_SCORE_THREADS threads, write a
+   staging folder outside the table. Memory is a batch per thread plus 8 bytes per lead for
+   the score ranks.
 2. ``publish``: swap the staging folder into ``scored_leads/score_date=D/`` atomically
    (Linux renameat2 RENAME_EXCHANGE; a rename when the partition is new); the BI view file
    (mlsys.bi) needs no refresh: its views glob the partitions at every query.
@@ -19,12 +20,15 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +41,9 @@ from mlsys.scored_table import PART_FILE, fsync_dir
 from mlsys.settings import Settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # Rows per Parquet row group of a published partition, whatever MLSYS_SCORE_BATCH_SIZE is:
 # DuckDB's own row-group size (120 x 2048 rows), the unit its scans run in parallel and skip
@@ -214,6 +221,32 @@ def _batches(path: Path, columns: list[str], batch_size: int) -> Iterator[pa.Rec
     yield from parquet.iter_batches(batch_size=batch_size, columns=columns)
 
 
+def _in_order(func: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
+    """``func`` of each item on ``threads`` worker threads, yielded in the items' order.
+
+    Items are taken (read) and results consumed (written) in the calling thread while the
+    workers score; at most threads + 1 items are submitted and not yet consumed, so memory
+    stays a few batches whatever the file's size. One thread: a plain loop, no pool."""
+    if threads <= 1:
+        yield from map(func, items)
+        return
+    pending: deque[Future[R]] = deque()
+    # catch_warnings: scikit-learn's check_array enters warnings.catch_warnings in every
+    # transform, and before Python 3.14 concurrent ones can leave a filter of another thread
+    # behind in the process-wide list; it is put back as it was once the workers are done.
+    with ThreadPoolExecutor(threads, thread_name_prefix="mlsys-score") as pool, warnings.catch_warnings():
+        try:
+            for item in items:
+                pending.append(pool.submit(func, item))
+                if len(pending) > threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:  # a failed batch or write: no more work on the rest
+                future.cancel()
+
+
 def _features_path(as_of: date, settings: Settings) -> Path:
     path = settings.lead_features_path(as_of)
     if not path.exists():
@@ -273,7 +306,8 @@ def score_shard(
     start = perf_counter()
     cutoffs = champion.metadata["score_bands"]
     # Transforms each batch once for the probability and the reasons (checked at load time
-    # against the pipeline's own predict_proba on probe rows; see mlsys.champion).
+    # against the pipeline's own predict_proba on probe rows; see mlsys.champion). One for
+    # all threads: scoring only reads its fitted transformers, model and explainer.
     scorer = Champion(champion)
     as_of, n_shards = score_plan.as_of, score_plan.n_shards
     final = score_plan.staging_dir / f"unranked-{shard:05d}.parquet"
@@ -291,39 +325,56 @@ def score_shard(
         total=pq.read_metadata(features_path).num_rows,
         unit="leads read",
     )
-    with pq.ParquetWriter(partial, schema) as writer, progress:
+    # Each thread scores whole batches, the ones one thread would: cut into smaller slices, a
+    # few scores could change in their last bit (BLAS treats the last rows of a matrix apart).
+    threads = settings.scoring_threads()
+    # What every row shares, repeated by Arrow (a Python list per batch would hold the GIL).
+    shared = {
+        "model_name": pa.scalar(champion.name, pa.string()),
+        "model_version": pa.scalar(champion.version, pa.string()),
+        "as_of": pa.scalar(as_of, pa.date32()),
+        "scored_at": pa.scalar(score_plan.scored_at, pa.timestamp("us")),
+        "run_id": pa.scalar(score_plan.run_id, pa.string()),
+    }
+
+    def read() -> Iterator[pa.RecordBatch]:
         for batch in _batches(features_path, columns, settings.score_batch_size):
             progress.advance(batch.num_rows)
-            if n_shards > 1:
-                mine = shard_of(batch.column("lead_id"), n_shards) == shard
-                batch = batch.filter(pa.array(mine))
-                if batch.num_rows == 0:
-                    continue
-            p, reasons = scorer.score_arrow(batch)
-            bands = band_of(p, cutoffs)
-            _count_bands(band_counts, bands)
-            n = len(p)
-            writer.write_table(
-                pa.table(
-                    {
-                        "lead_id": batch.column("lead_id").cast(schema.field("lead_id").type),
-                        "score": pa.array(p, pa.float64()),
-                        "score_band": pa.array(bands, pa.string()),
-                        "top_reasons": reasons,
-                        "model_name": pa.array([champion.name] * n, pa.string()),
-                        "model_version": pa.array([champion.version] * n, pa.string()),
-                        "as_of": pa.array([as_of] * n, pa.date32()),
-                        "scored_at": pa.array([score_plan.scored_at] * n, pa.timestamp("us")),
-                        "run_id": pa.array([score_plan.run_id] * n, pa.string()),
-                    },
-                    schema=schema,
-                )
-            )
-            rows += n
-            total += float(p.sum())
+            yield batch
+
+    def score_batch(batch: pa.RecordBatch) -> tuple[pa.Table, float, dict[str, int]] | None:
+        """One batch's rows of the shard's file, their score sum and band counts (on a worker)."""
+        if n_shards > 1:
+            mine = shard_of(batch.column("lead_id"), n_shards) == shard
+            batch = batch.filter(pa.array(mine))
+            if batch.num_rows == 0:
+                return None
+        p, reasons = scorer.score_arrow(batch)
+        bands = band_of(p, cutoffs)
+        counts = dict.fromkeys("ABCD", 0)
+        _count_bands(counts, bands)
+        scored = {
+            "lead_id": batch.column("lead_id").cast(schema.field("lead_id").type),
+            "score": pa.array(p, pa.float64()),
+            "score_band": pa.array(bands, pa.string()),
+            "top_reasons": reasons,
+            **{name: pa.repeat(value, len(p)) for name, value in shared.items()},
+        }
+        return pa.table(scored, schema=schema), float(p.sum()), counts
+
+    with pq.ParquetWriter(partial, schema) as writer, progress:
+        for scored in _in_order(score_batch, read(), threads):
+            if scored is None:
+                continue
+            table, score_sum, counts = scored
+            writer.write_table(table)
+            rows += table.num_rows
+            total += score_sum
+            for band, count in counts.items():
+                band_counts[band] += count
     os.replace(partial, final)
     seconds = perf_counter() - start
-    log.info("shard %d/%d: scored %d leads in %.1fs", shard, n_shards, rows, seconds)
+    log.info("shard %d/%d: scored %d leads in %.1fs (%d threads)", shard, n_shards, rows, seconds, threads)
     return _shard_result(shard, rows, total, band_counts, seconds, champion)
 
 

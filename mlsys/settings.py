@@ -145,6 +145,9 @@ class Settings:
     snapshot_weeks: int = 12
     score_batch_size: int = 100_000
     score_shards: int = 1
+    # Threads one score shard scores its batches on (`scoring_threads`); 0: one per CPU the
+    # process may run on, counted where it scores (a worker's CPUs, not the launcher's).
+    score_threads: int = 0
     statsd_host: str = "127.0.0.1"
     statsd_port: int = 8125
     statsd_prefix: str = "mlsys"
@@ -277,6 +280,13 @@ class Settings:
     def partition_dir(self, score_date: date) -> Path:
         return self.scored_dir / f"score_date={score_date.isoformat()}"
 
+    def scoring_threads(self) -> int:
+        """Threads a score shard uses: MLSYS_SCORE_THREADS, or with 0 the CPUs this process
+        may run on (its affinity: a container's or taskset's CPUs, not the host's)."""
+        if self.score_threads > 0:
+            return self.score_threads
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
     def environ(self) -> dict[str, str]:
         """These settings as the environment variables `from_env` reads, paths absolute: what
         the launchers pass to Airflow and record in airflow.cfg (``from_env`` of the result
@@ -307,6 +317,7 @@ class Settings:
             "MLSYS_SNAPSHOT_WEEKS": self.snapshot_weeks,
             "MLSYS_SCORE_BATCH_SIZE": self.score_batch_size,
             "MLSYS_SCORE_SHARDS": self.score_shards,
+            "MLSYS_SCORE_THREADS": self.score_threads,
             "MLSYS_STATSD_HOST": self.statsd_host,
             "MLSYS_STATSD_PORT": self.statsd_port,
             "MLSYS_STATSD_PREFIX": self.statsd_prefix,
@@ -357,6 +368,11 @@ class Settings:
                 "MLSYS_DBT_TARGET=spark starts Spark inside this process; with MLSYS_SPARK_REMOTE "
                 "the dbt target is spark_connect (unset MLSYS_DBT_TARGET, or set it to spark_connect)"
             )
+        score_threads = _env_int(env, "MLSYS_SCORE_THREADS", 0)
+        if score_threads < 0:
+            raise ValueError(
+                f"MLSYS_SCORE_THREADS must be 0 (one per CPU) or a number of threads, got {score_threads}"
+            )
         return cls(
             home=var_dir,
             data_dir=data_dir,
@@ -385,6 +401,7 @@ class Settings:
             snapshot_weeks=_env_int(env, "MLSYS_SNAPSHOT_WEEKS", 12),
             score_batch_size=_env_int(env, "MLSYS_SCORE_BATCH_SIZE", 100_000),
             score_shards=_env_int(env, "MLSYS_SCORE_SHARDS", 1),
+            score_threads=score_threads,
             statsd_host=_env(env, "MLSYS_STATSD_HOST", "127.0.0.1"),
             statsd_port=_env_int(env, "MLSYS_STATSD_PORT", 8125),
             statsd_prefix=_env(env, "MLSYS_STATSD_PREFIX", "mlsys"),

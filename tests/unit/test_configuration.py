@@ -135,3 +135,19 @@ def test_the_publish_mode_is_checked(monkeypatch) -> None:
     monkeypatch.setenv("MLSYS_PUBLISH_MODE", "rename")
     with pytest.raises(ValueError, match="MLSYS_PUBLISH_MODE must be one of swap, pointer, got 'rename'"):
         Settings.from_env()
+
+
+def test_the_scoring_threads_default_to_the_cpus_the_process_may_use(monkeypatch) -> None:
+    import os
+
+    import pytest
+
+    from mlsys.settings import Settings
+
+    assert Settings.from_env().score_threads == 0
+    assert Settings.from_env().scoring_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("MLSYS_SCORE_THREADS", "3")
+    assert Settings.from_env().scoring_threads() == 3
+    monkeypatch.setenv("MLSYS_SCORE_THREADS", "-1")
+    with pytest.raises(ValueError, match=r"MLSYS_SCORE_THREADS must be 0 .* got -1"):
+        Settings.from_env()
