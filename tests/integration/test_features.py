@@ -103,10 +103,13 @@ def test_model_rows_and_timings_go_to_statsd(
         ).fetchall()[0][0]
     )
     # One row per lead with an activity before as_of.
-    assert built.model_rows["int_scoring_activity_windows"] == duckdb.sql(
-        f"select count(distinct lead_id) from read_parquet('{settings.raw_dir}/activities/*.parquet') "
-        f"where occurred_at < date '{AS_OF}'"
-    ).fetchall()[0][0]
+    assert (
+        built.model_rows["int_scoring_activity_windows"]
+        == duckdb.sql(
+            f"select count(distinct lead_id) from read_parquet('{settings.raw_dir}/activities/*.parquet') "
+            f"where occurred_at < date '{AS_OF}'"
+        ).fetchall()[0][0]
+    )
     packets = [line.replace("|", ":").split(":") for line in _received(statsd)]
     gauges = {name: float(value) for name, value, kind in packets if kind == "g"}
     assert gauges["mlsys.features.model_rows.stg_leads"] == known

@@ -169,7 +169,8 @@ def test_windows_brought_forward_over_skipped_nights(nights: Settings, tmp_path:
     s = nights
     every = (tmp_path / "all.sql").read_text()
     features.build(N1, s)
-    _land(s, "days.parquet", f"select * from {every} where occurred_at >= date '{N1}' and occurred_at < date '{AS_OF}'")
+    days = f"select * from {every} where occurred_at >= date '{N1}' and occurred_at < date '{AS_OF}'"
+    _land(s, "days.parquet", days)
     late = (tmp_path / "late.sql").read_text()
     _land(s, "late-1.parquet", f"select * from ({late}) where lead_id % 2 = 0")
     features.build(AS_OF, s)
