@@ -2,11 +2,11 @@
 
     # (a) and (b): 10M leads, one year of history, the last day landing as the night's file
     .venv/bin/python benchmarks/bench_nightly.py --leads 10000000 --home /tmp/bench-night-10m
-    # (c): the same night with 2x and 4x the days of history at the same lead count
+    # (c): the same night with 2x and 4x the days of history (and activities) at the same lead count
     .venv/bin/python benchmarks/bench_nightly.py --leads 10000000 --history-days 730 \\
-        --home /tmp/bench-night-10m-2x --champion-from /tmp/bench-night-10m
+        --activities-per-lead 60 --home /tmp/bench-night-10m-2x --champion-from /tmp/bench-night-10m
     .venv/bin/python benchmarks/bench_nightly.py --leads 10000000 --history-days 1460 \\
-        --home /tmp/bench-night-10m-4x --champion-from /tmp/bench-night-10m
+        --activities-per-lead 120 --home /tmp/bench-night-10m-4x --champion-from /tmp/bench-night-10m
     # (e): at 1M leads, the CLI's night against a pandas script and DuckDB SQL streamed
     #      through predict_proba (benchmarks/bench_night_baselines.py)
     .venv/bin/python benchmarks/bench_nightly.py --leads 1000000 --home /tmp/bench-night-1m --baselines
@@ -109,6 +109,13 @@ def main() -> None:
     )
     parser.add_argument("--leads", type=int, default=1_000_000)
     parser.add_argument("--history-days", type=int, default=365)
+    parser.add_argument(
+        "--activities-per-lead",
+        type=float,
+        default=None,
+        help="the generator's (30 by default, over any history): scale it with --history-days "
+        "to keep the activities of a day the same while the history grows",
+    )
     parser.add_argument("--home", type=Path, required=True, help="kept between runs")
     parser.add_argument("--champion-from", type=Path, default=None, help="use this bench home's champion")
     parser.add_argument(
@@ -134,6 +141,7 @@ def main() -> None:
                 str(args.leads),
                 "--history-days",
                 str(args.history_days),
+                *(["--activities-per-lead", str(per_lead)] if (per_lead := args.activities_per_lead) else []),
                 "--daily-files",
                 "1",
                 "--end-date",
@@ -148,7 +156,11 @@ def main() -> None:
         trained = measure(mlsys("train", "--force", "--as-of", EVE.isoformat()), env)
         print("train", {k: v for k, v in trained.items() if k != "output"}, flush=True)
 
-    results: dict[str, Any] = {"leads": args.leads, "history_days": args.history_days}
+    results: dict[str, Any] = {
+        "leads": args.leads,
+        "history_days": args.history_days,
+        "activities_per_lead": args.activities_per_lead,
+    }
     results["load_before"] = os.getloadavg()
     results["a_full_refresh_night"] = night(env, EVE, full_refresh=True)
     print("(a)", results["a_full_refresh_night"], flush=True)
