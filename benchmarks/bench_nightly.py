@@ -19,6 +19,9 @@ What it does, in a home of its own (kept, so a second run skips the set-up):
    `mlsys score --as-of D-1`.
 4. (b) the day's file lands back; the night of D: `mlsys features --as-of D` (raw gate,
    incremental build, features gate) and `mlsys score --as-of D` (the gate's pass is reused).
+   With --reuse-eve, the state after (a) (the warehouse and data/ but the landing files) is
+   kept in <home>/eve/ and a later run restores it instead of running (a) again: (b) and the
+   check alone (--eve-only: (a) and the kept state, nothing after).
 5. The features of D are checked against a full refresh of D (`EXCEPT ALL` both ways), and
    the published scores against a re-score of those: the incremental night's output must be
    the full refresh's, or the benchmark fails.
@@ -103,6 +106,41 @@ def _model_seconds(output: str) -> dict[str, float]:
     return seconds
 
 
+KEPT_AT_EVE = (
+    "warehouse.duckdb",
+    "data/features",
+    "data/gx",
+    "data/scored_leads",
+    "data/scored_leads.duckdb",
+)
+
+
+def _keep_eve(home: Path, eve: Path, a_result: dict[str, Any]) -> None:
+    """The state (a) left, but the landing files: what (b) starts from."""
+    shutil.rmtree(eve, ignore_errors=True)
+    for name in KEPT_AT_EVE:
+        source, kept = home / name, eve / name
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, kept, symlinks=True)
+        elif source.exists():
+            shutil.copy2(source, kept)
+    (eve / "done").write_text(json.dumps(a_result))
+
+
+def _restore_eve(home: Path, eve: Path) -> None:
+    for name in KEPT_AT_EVE:
+        target, kept = home / name, eve / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        if kept.is_dir():
+            shutil.copytree(kept, target, symlinks=True)
+        elif kept.exists():
+            shutil.copy2(kept, target)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -121,6 +159,8 @@ def main() -> None:
     parser.add_argument(
         "--baselines", action="store_true", help="(e): also the pandas and DuckDB-streamed scripts"
     )
+    parser.add_argument("--reuse-eve", action="store_true", help="keep the state after (a); reuse it")
+    parser.add_argument("--eve-only", action="store_true", help="run (a), keep its state, stop")
     args = parser.parse_args()
     home = args.home.resolve()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLSYS_", "MLFLOW_"))}
@@ -162,8 +202,18 @@ def main() -> None:
         "activities_per_lead": args.activities_per_lead,
     }
     results["load_before"] = os.getloadavg()
-    results["a_full_refresh_night"] = night(env, EVE, full_refresh=True)
-    print("(a)", results["a_full_refresh_night"], flush=True)
+    eve = home / "eve"
+    if args.reuse_eve and (eve / "done").exists():
+        _restore_eve(home, eve)
+        results["a_full_refresh_night"] = json.loads((eve / "done").read_text())
+        print("(a) reused from", eve, results["a_full_refresh_night"], flush=True)
+    else:
+        results["a_full_refresh_night"] = night(env, EVE, full_refresh=True)
+        print("(a)", results["a_full_refresh_night"], flush=True)
+        if args.reuse_eve or args.eve_only:
+            _keep_eve(home, eve, results["a_full_refresh_night"])
+    if args.eve_only:
+        return
     shutil.move(aside, day_file)  # the night's file lands
     results["b_one_more_day_night"] = night(env, NIGHT, full_refresh=False)
     print("(b)", results["b_one_more_day_night"], flush=True)
