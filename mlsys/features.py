@@ -104,7 +104,10 @@ def build(
         settings,
         as_of,
         stage_features=staged,
-        activity_partitions=activity_partitions(settings) if full_refresh else 1,
+        # Read by stg_activities whenever it builds from every file: a --full-refresh, and the
+        # first build of a home, which is no smaller (a first build at 10M leads ran out of
+        # memory in one part). An incremental build ignores it.
+        activity_partitions=activity_partitions(settings),
         **(extra_vars or {}),
     )
     training = "training_snapshots" in wanted
@@ -188,7 +191,10 @@ def _raise_on_failure(result: Any, *, training: bool) -> None:
     out_of_memory = [line for line in failures if "out of memory" in line.lower()]
     if out_of_memory:
         model = out_of_memory[0].split(":", 1)[0]
-        if training:
+        # The snapshots' model has its own memory limit and can add fewer dates per run; the
+        # other models (stg_activities on a training build's first run, too) run under the
+        # build's limit and split their de-duplication by MLSYS_ACTIVITY_PARTITIONS.
+        if training and model.split(" ", 1)[-1] in (SNAPSHOT_FEATURES_MODEL, "training_snapshots"):
             hint = (
                 "set MLSYS_SNAPSHOTS_PER_BUILD=1 (one new snapshot date per dbt run) or raise "
                 "MLSYS_DUCKDB_TRAINING_MEMORY_LIMIT (default 3GB)"
