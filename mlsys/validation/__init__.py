@@ -25,7 +25,7 @@ The package, by job:
 * ``engine``        running a suite in GX over an in-memory DuckDB view;
 * ``report``        the report, :class:`DataValidationError`, and GX results turned into both;
 * ``state``         row counts of previous successful runs (the row-drop check);
-* ``incremental``   the raw activities gate: new landing files in full, the table by footers;
+* ``incremental``   the raw gate: new landing files in full, the table by footers and keys;
 * ``passes``        a mart's pass recorded next to its file (validated once per build);
 * ``context_files`` the committed GX context, rendered from the definitions;
 * this module       the API the pipeline and the CLI call.
@@ -56,7 +56,12 @@ from pathlib import Path
 from typing import Any
 
 from mlsys.settings import Settings
-from mlsys.validation.incremental import INCREMENTAL_SUITES, record_pass, validate_incrementally
+from mlsys.validation.incremental import (
+    INCREMENTAL_SUITES,
+    record_pass,
+    unique_columns,
+    validate_incrementally,
+)
 from mlsys.validation.preflight import preflight
 from mlsys.validation.report import (
     DataValidationError,
@@ -64,7 +69,15 @@ from mlsys.validation.report import (
     ValidationReport,
     with_failure_first,
 )
-from mlsys.validation.spec import GATE_SPEC_FILE, GateSpec, SuiteSpec, gate_spec, load_gate_spec, raw_suites
+from mlsys.validation.spec import (
+    GATE_SPEC_FILE,
+    GateSpec,
+    SuiteSpec,
+    gate_spec,
+    load_gate_spec,
+    raw_suites,
+    suite_definitions,
+)
 from mlsys.validation.suites import (
     ACTIVITY_TYPES,
     JOB_LEVELS,
@@ -207,7 +220,7 @@ def validate_raw(
     files = settings.data_dir / str(raw[suite].input)
     if suite not in INCREMENTAL_SUITES:
         return validate_parquet(suite, files, settings, run_time=run_time, as_of=as_of)
-    # The activities: the files landed since the last pass in full, the table by its footers.
+    # The files landed since the last pass in full, the table by its footers and key columns.
     run_time = _utc_naive(run_time or datetime.now(UTC))
     pattern = _pattern(files)
     with _LOCK:
@@ -219,6 +232,7 @@ def validate_raw(
             run_time=run_time,
             as_of=as_of,
             validate_parquet=validate_parquet,
+            unique_columns=unique_columns(suite_definitions(spec)[suite]),
         )
     if report is not None:
         _emit_metrics(report, settings)

@@ -771,3 +771,44 @@ def test_raw_activities_gate_validates_new_files_and_the_table_by_its_footers(se
     [failure] = dropped.failures
     assert failure.expectation == "expect_table_row_count_to_be_between:row_drop"
     assert "50 rows in all landed files, below" in failure.observed
+
+
+def test_raw_leads_gate_checks_new_files_and_their_ids_against_the_earlier_files(settings: Settings) -> None:
+    """The leads (and conversions) are gated incrementally too: a new file in full, and its
+    lead ids against the earlier files' (the one cross-file rule of the suite)."""
+    write_raw_leads(settings, raw_leads_sql(), name="history.parquet")
+    first = validation.validate_raw(RAW_LEADS, settings, as_of=AS_OF, run_time=RUN_TIME)
+    assert first.success and first.row_count == ROWS and first.evaluated > 0
+
+    nothing_new = validation.validate_raw(RAW_LEADS, settings, as_of=AS_OF, run_time=RUN_TIME)
+    assert nothing_new.success and nothing_new.evaluated == 0 and nothing_new.row_count == ROWS
+
+    fresh_ids = raw_leads_sql(rows=30, replace=f"lead_id + {ROWS} AS lead_id")
+    night = write_raw_leads(settings, fresh_ids, name="day-1.parquet")
+    report = validation.validate_raw(RAW_LEADS, settings, as_of=AS_OF, run_time=RUN_TIME)
+    assert report.success and report.evaluated > 0, report.summary()
+    assert report.source == str(night) and report.row_count == 30
+
+    # A new file that repeats two ids of the history: each file passes on its own, the gate
+    # does not, and the file is not recorded (the next run stops again).
+    repeats = raw_leads_sql(
+        rows=30, replace=f"CASE WHEN lead_id IN (3, 7) THEN lead_id ELSE lead_id + {2 * ROWS} END AS lead_id"
+    )
+    again = write_raw_leads(settings, repeats, name="day-2.parquet")
+    for _ in range(2):
+        failed = validation.validate_raw(RAW_LEADS, settings, as_of=AS_OF, run_time=RUN_TIME)
+        assert not failed.success
+        [failure] = failed.failures
+        assert (failure.expectation, failure.column) == ("expect_column_values_to_be_unique", "lead_id")
+        assert failure.observed == "2 lead_id value(s) of the new file(s) already in earlier landing files"
+        assert failure.unexpected_sample == [3, 7]
+        assert str(again) in failed.summary().splitlines()[0]
+    again.unlink()
+    assert validation.validate_raw(RAW_LEADS, settings, as_of=AS_OF, run_time=RUN_TIME).success
+
+    # The conversions hold lead_id unique the same way.
+    write_raw(settings, "conversions", raw_conversions_sql(), name="history.parquet")
+    assert validation.validate_raw(RAW_CONVERSIONS, settings, as_of=AS_OF, run_time=RUN_TIME).success
+    write_raw(settings, "conversions", raw_conversions_sql(rows=2), name="day-1.parquet")
+    converted_twice = validation.validate_raw(RAW_CONVERSIONS, settings, as_of=AS_OF, run_time=RUN_TIME)
+    assert failure_names(converted_twice) == {"expect_column_values_to_be_unique": {"lead_id"}}
