@@ -805,6 +805,13 @@ def test_raw_leads_gate_checks_new_files_and_their_ids_against_the_earlier_files
         assert str(again) in failed.summary().splitlines()[0]
     again.unlink()
     assert validation.validate_raw(RAW_LEADS, settings, as_of=AS_OF, run_time=RUN_TIME).success
+    # A file taken away and landed again is validated again (the pass of the table without it
+    # forgot it).
+    aside = night.rename(night.with_name("aside.tmp"))
+    assert validation.validate_raw(RAW_LEADS, settings, as_of=AS_OF, run_time=RUN_TIME).evaluated == 0
+    aside.rename(night)
+    back = validation.validate_raw(RAW_LEADS, settings, as_of=AS_OF, run_time=RUN_TIME)
+    assert back.success and back.evaluated > 0 and back.source == str(night)
 
     # The conversions hold lead_id unique the same way.
     write_raw(settings, "conversions", raw_conversions_sql(), name="history.parquet")
