@@ -49,7 +49,12 @@ class ValidationReport:
             lines.append("  ERROR   " + failure_line(failure))
         for warning in self.warnings:
             lines.append("  WARNING " + failure_line(warning))
-        docs = self.data_docs or "not built (GX did not run: the input failed the checks above)"
+        if self.data_docs:
+            docs = self.data_docs
+        elif self.success and self.evaluated == 0:
+            docs = "not built (GX did not run: no file landed since the last pass)"
+        else:
+            docs = "not built (GX did not run: the input failed the checks above)"
         lines.append(f"  Data Docs: {docs}")
         return "\n".join(lines)
 

@@ -782,6 +782,9 @@ def test_raw_leads_gate_checks_new_files_and_their_ids_against_the_earlier_files
 
     nothing_new = validation.validate_raw(RAW_LEADS, settings, as_of=AS_OF, run_time=RUN_TIME)
     assert nothing_new.success and nothing_new.evaluated == 0 and nothing_new.row_count == ROWS
+    assert (
+        "Data Docs: not built (GX did not run: no file landed since the last pass)" in nothing_new.summary()
+    )
 
     fresh_ids = raw_leads_sql(rows=30, replace=f"lead_id + {ROWS} AS lead_id")
     night = write_raw_leads(settings, fresh_ids, name="day-1.parquet")
