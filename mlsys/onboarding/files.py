@@ -116,7 +116,7 @@ mlsys:
       threads: 2
       settings:
         preserve_insertion_order: false
-        memory_limit: "{{{{ env_var('MLSYS_DUCKDB_MEMORY_LIMIT', '1536MB') }}}}"
+        memory_limit: "{{{{ env_var('MLSYS_DUCKDB_MEMORY_LIMIT', '1400MB') }}}}"
     prod:
       type: duckdb
       path: "{{{{ env_var('MLSYS_WAREHOUSE', '/opt/mlsys/var/warehouse.duckdb') }}}}"
