@@ -396,3 +396,20 @@ def test_dbt_runs_leave_the_environment_as_they_found_it(isolated_settings: Sett
     before = {k: os.environ.get(k) for k in ("MLSYS_DATA_DIR", "MLSYS_WAREHOUSE")}
     dbt.run(dbt.args(isolated_settings, "parse"), isolated_settings)
     assert {k: os.environ.get(k) for k in before} == before
+
+
+def test_a_mart_with_no_rows_is_an_empty_file_with_its_columns(isolated_settings: Settings) -> None:
+    """The marts' materialization (sql/macros/engines/duckdb_external.sql) writes the model's
+    query straight to Parquet: a date before any lead gives a file of zero rows that still has
+    every column, and the mart's relation in the warehouse reads it."""
+    s = isolated_settings
+    before_any_lead = date(2020, 1, 1)
+    features.build(before_any_lead, s, selector=features.SCORING_SELECTOR)
+    path = s.lead_features_path(before_any_lead)
+    assert pq.read_metadata(path).num_rows == 0
+    assert set(load_catalog("lead_features", s).columns) <= set(pq.read_schema(path).names)
+    with duckdb.connect(str(s.warehouse), read_only=True) as con:
+        assert con.sql("select count(*) from lead_features").fetchall() == [(0,)]
+        assert con.sql(
+            "select table_type from information_schema.tables where table_name = 'lead_features'"
+        ).fetchall() == [("VIEW",)]
