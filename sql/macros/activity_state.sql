@@ -10,12 +10,30 @@
     {{- api.Relation.create(database=this.database, schema=this.schema, identifier='stg_activities__loads') -}}
 {%- endmacro %}
 
+{#- The last stg_activities load and its generation, as columns <prefix>_batch and
+    <prefix>_generation: what a table brought forward from load to load records of the loads
+    it counted (int_lead_activity_state, int_scoring_activity_windows). -#}
+{% macro counted_loads_columns(prefix) -%}
+    (select coalesce(max(loads.batch), 0) from {{ activity_loads_relation() }} as loads) as {{ prefix }}_batch,
+    (select any_value(loads.generation) from {{ activity_loads_relation() }} as loads) as {{ prefix }}_generation
+{%- endmacro %}
+
+{#- Whether the stg_activities loads after load `batch` of `generation` only added rows (no
+    full refresh, no window of dates re-read): a table that counted up to that load can then
+    be brought forward by what was added since. -#}
+{% macro loads_only_added_since(generation, batch) -%}
+    {%- set current = run_query(
+        "select any_value(generation), coalesce(max(batch) filter (where rebuilt_windows > 0 or full_refresh), 0) "
+        ~ "from " ~ activity_loads_relation()
+    ).rows[0] %}
+    {{ return(generation == current[0] and current[1] <= batch) }}
+{%- endmacro %}
+
 {#- What int_scoring_activity_windows records of the build that made it: its as_of, the last
     stg_activities load and the generation it counted, and the fingerprint of the window SQL. -#}
 {% macro windows_bookkeeping_columns(as_of, fingerprint) -%}
     {{ as_of }} as windows_as_of,
-    (select coalesce(max(loads.batch), 0) from {{ activity_loads_relation() }} as loads) as windows_batch,
-    (select any_value(loads.generation) from {{ activity_loads_relation() }} as loads) as windows_generation,
+    {{ counted_loads_columns('windows') }},
     '{{ fingerprint }}' as windows_fingerprint
 {%- endmacro %}
 
@@ -31,11 +49,7 @@
         "select strftime(any_value(windows_as_of), '%Y-%m-%d'), max(windows_batch), "
         ~ "any_value(windows_generation), any_value(windows_fingerprint) from " ~ this
     ).rows[0] %}
-    {%- set current = run_query(
-        "select any_value(generation), coalesce(max(batch) filter (where rebuilt_windows > 0 or full_refresh), 0) "
-        ~ "from " ~ activity_loads_relation()
-    ).rows[0] %}
-    {%- if kept[0] is none or kept[2] != current[0] or kept[3] != fingerprint or current[1] > kept[1] %}
+    {%- if kept[0] is none or kept[3] != fingerprint or not loads_only_added_since(kept[2], kept[1]) %}
         {{ return(none) }}
     {%- endif %}
     {%- set as_of = modules.datetime.date.fromisoformat(var('as_of') | string) %}

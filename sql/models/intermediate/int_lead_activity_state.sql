@@ -7,7 +7,6 @@
 -- deleted), or an as_of whose window starts before the state's (a backfill).
 {{ config(materialized='table') }}
 {%- set cutoff = window_start(as_of_date()) %}
-{%- set loads = api.Relation.create(database=this.database, schema=this.schema, identifier='stg_activities__loads') %}
 {%- set previous = none %}
 {#- The bookkeeping of the loads is DuckDB's (stg_activities): on Spark the state is rebuilt. #}
 {%- set landing_bookkeeping = target.type == 'duckdb' %}
@@ -16,11 +15,7 @@
         "select any_value(state_generation), max(state_batch), max(state_cutoff), "
         ~ "coalesce(max(state_cutoff) <= " ~ cutoff ~ ", false), count(*) from " ~ this
     ).rows[0] %}
-    {%- set current = run_query(
-        "select any_value(generation), coalesce(max(batch) filter (where rebuilt_windows > 0 or full_refresh), 0) "
-        ~ "from " ~ loads
-    ).rows[0] %}
-    {%- if state[4] > 0 and state[0] == current[0] and state[3] and current[1] <= state[1] %}
+    {%- if state[4] > 0 and state[3] and loads_only_added_since(state[0], state[1]) %}
         {%- set previous = {'batch': state[1] | int, 'cutoff': state[2]} %}
     {%- endif %}
 {%- endif %}
@@ -81,8 +76,7 @@ select
     merged.last_activity_at,
     {{ cutoff }} as state_cutoff,
     {%- if landing_bookkeeping %}
-        (select coalesce(max(loads.batch), 0) from {{ loads }} as loads) as state_batch,
-        (select any_value(loads.generation) from {{ loads }} as loads) as state_generation
+        {{ counted_loads_columns('state') }}
     {%- else %}
         1 as state_batch,
         cast(null as string) as state_generation
