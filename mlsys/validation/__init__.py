@@ -233,6 +233,7 @@ def validate_raw(
             as_of=as_of,
             validate_parquet=validate_parquet,
             unique_columns=unique_columns(suite_definitions(spec)[suite]),
+            required_by=_contract_of(raw[suite], settings),
         )
     if report is not None:
         _emit_metrics(report, settings)

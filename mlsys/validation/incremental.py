@@ -100,22 +100,29 @@ def validate_incrementally(
     as_of: date | None,
     validate_parquet: Callable[..., ValidationReport],
     unique_columns: tuple[str, ...] = (),
+    required_by: str = "",
 ) -> ValidationReport | None:
     """The report of an incremental run, or None when the whole table must be validated
     (no record of a pass yet, or not Parquet): the caller then runs the suite on everything
     and calls `record_pass`. ``validate_parquet``: the package's, which runs the suite;
-    ``unique_columns``: the columns whose values must not repeat across files."""
+    ``unique_columns``: the columns whose values must not repeat across files; ``required_by``:
+    whose contract the columns are, for the missing-column error (as the suite's)."""
     files = sorted(globlib.glob(pattern))
     passed = read_passed(settings, suite)
     if not passed or not files or not all(f.endswith(".parquet") for f in files):
         return None
-    whole = preflight(suite, pattern, columns)
+    whole = preflight(suite, pattern, columns, required_by=required_by)
     if whole.report is not None:
         return whole.report
     if whole.type_failure is not None:
         # A mistyped column anywhere in the table stops the night as the full suite would.
         return ValidationReport(suite, False, 0, [whole.type_failure], [], None, None, source=pattern)
     total = _footer_rows(files)
+    if total == 0:
+        # The suite's own first check, with its name: an export that landed empty.
+        return failed_report(
+            suite, pattern, "expect_table_row_count_to_be_between:non_empty", "0 rows in all landed files"
+        )
     previous = baseline_row_count(read_state(settings).get(suite), state_key(False, None))
     floor = row_count_floor(previous, settings.row_drop_max_share)
     if total < floor:
