@@ -141,6 +141,15 @@ def _restore_eve(home: Path, eve: Path) -> None:
             shutil.copy2(kept, target)
 
 
+def _wait_for_load_below(threshold: float, most_s: float = 45 * 60) -> float:
+    started = time.monotonic()
+    while os.getloadavg()[0] >= threshold and time.monotonic() - started < most_s:
+        time.sleep(15)
+    waited = round(time.monotonic() - started)
+    print(f"waited {waited} s for the load to fall below {threshold}: {os.getloadavg()}", flush=True)
+    return waited
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -161,6 +170,19 @@ def main() -> None:
     )
     parser.add_argument("--reuse-eve", action="store_true", help="keep the state after (a); reuse it")
     parser.add_argument("--eve-only", action="store_true", help="run (a), keep its state, stop")
+    parser.add_argument(
+        "--full-refresh-memory-limit",
+        default=None,
+        help="MLSYS_DUCKDB_MEMORY_LIMIT for the two full refreshes ((a) and the check) alone, e.g. "
+        "8GB: at 600M activities and more a full refresh at the nightly limit spills tens of GB",
+    )
+    parser.add_argument(
+        "--wait-for-load-below",
+        type=float,
+        default=None,
+        help="before (b), wait (up to 45 min) until the 1-minute load average is below this: "
+        "(b) is the number that has a target, other work on the machine stretches it",
+    )
     args = parser.parse_args()
     home = args.home.resolve()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLSYS_", "MLFLOW_"))}
@@ -170,6 +192,9 @@ def main() -> None:
             env[name] = os.environ[name]
     if args.champion_from:
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{args.champion_from.resolve() / 'mlflow.db'}"
+    full_refresh_env = dict(env)
+    if args.full_refresh_memory_limit:
+        full_refresh_env["MLSYS_DUCKDB_MEMORY_LIMIT"] = args.full_refresh_memory_limit
     data = home / "data"
     day_file = data / "raw" / "activities" / f"day-{EVE.isoformat()}.parquet"
     aside = home / f"aside-{day_file.name}"
@@ -208,13 +233,15 @@ def main() -> None:
         results["a_full_refresh_night"] = json.loads((eve / "done").read_text())
         print("(a) reused from", eve, results["a_full_refresh_night"], flush=True)
     else:
-        results["a_full_refresh_night"] = night(env, EVE, full_refresh=True)
+        results["a_full_refresh_night"] = night(full_refresh_env, EVE, full_refresh=True)
         print("(a)", results["a_full_refresh_night"], flush=True)
         if args.reuse_eve or args.eve_only:
             _keep_eve(home, eve, results["a_full_refresh_night"])
     if args.eve_only:
         return
     shutil.move(aside, day_file)  # the night's file lands
+    if args.wait_for_load_below is not None:
+        results["waited_for_load_s"] = _wait_for_load_below(args.wait_for_load_below)
     results["b_one_more_day_night"] = night(env, NIGHT, full_refresh=False)
     print("(b)", results["b_one_more_day_night"], flush=True)
     results["load_after"] = os.getloadavg()
@@ -230,7 +257,7 @@ def main() -> None:
     con = duckdb.connect()
     columns = "lead_id, score, score_band, top_reasons"
     con.sql(f"copy (select {columns} from read_parquet('{scored}/*.parquet')) to '{incremental_scores}'")
-    night(env, NIGHT, full_refresh=True)
+    night(full_refresh_env, NIGHT, full_refresh=True)
     results["features_rows_differing"] = differing(
         con, f"read_parquet('{incremental_features}')", f"read_parquet('{features_path}')"
     )
