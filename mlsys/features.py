@@ -142,7 +142,7 @@ def build(
                 table_rows = _table_rows(models, settings)  # reads the warehouse: still ours
             for path in wanted.values():
                 spark.flatten_mart(path)  # Spark's folder -> the contract's one file
-    _raise_on_failure(result, training=training)
+    _raise_on_failure(result)
     for warning in _node_lines(result, {"warn"}):
         log.warning("dbt %s", warning)
 
@@ -182,7 +182,7 @@ def rebuild_vars(window: tuple[date, date] | None) -> dict[str, str]:
     return {"rebuild_activities_from": first.isoformat(), "rebuild_activities_to": last.isoformat()}
 
 
-def _raise_on_failure(result: Any, *, training: bool) -> None:
+def _raise_on_failure(result: Any) -> None:
     if result.exception is not None:
         raise FeatureBuildError(f"dbt could not run: {result.exception}") from result.exception
     if result.success:
@@ -191,10 +191,11 @@ def _raise_on_failure(result: Any, *, training: bool) -> None:
     out_of_memory = [line for line in failures if "out of memory" in line.lower()]
     if out_of_memory:
         model = out_of_memory[0].split(":", 1)[0]
-        # The snapshots' model has its own memory limit and can add fewer dates per run; the
-        # other models (stg_activities on a training build's first run, too) run under the
-        # build's limit and split their de-duplication by MLSYS_ACTIVITY_PARTITIONS.
-        if training and model.split(" ", 1)[-1] in (SNAPSHOT_FEATURES_MODEL, "training_snapshots"):
+        # The snapshots' models (built by training builds alone) have their own memory limit
+        # and can add fewer dates per run; the other models (stg_activities on a training
+        # build's first run, too) run under the build's limit and split their de-duplication
+        # by MLSYS_ACTIVITY_PARTITIONS.
+        if model.split(" ", 1)[-1] in (SNAPSHOT_FEATURES_MODEL, "training_snapshots"):
             hint = (
                 "set MLSYS_SNAPSHOTS_PER_BUILD=1 (one new snapshot date per dbt run) or raise "
                 "MLSYS_DUCKDB_TRAINING_MEMORY_LIMIT (default 3GB)"
@@ -268,7 +269,7 @@ def _add_snapshots_in_parts(as_of: date, settings: Settings, dbt_vars: dict[str,
     what = f"training snapshots: {per_build} new dates per dbt run"
     with Progress(what, len(missing), unit="dates").start_heartbeat() as progress:
         for _ in wanted:  # each run adds at least one date: bounded
-            _raise_on_failure(dbt.run(args, settings), training=True)
+            _raise_on_failure(dbt.run(args, settings))
             left = [d for d in wanted if d not in kept_snapshot_dates(settings)]
             progress.advance(len(missing) - len(left) - progress.done_count, detail=f"{len(left)} to compute")
             if len(left) <= per_build:

@@ -232,7 +232,7 @@ def validate_raw(
             run_time=run_time,
             as_of=as_of,
             validate_parquet=validate_parquet,
-            unique_columns=unique_columns(suite_definitions(spec)[suite]),
+            columns_held_unique=lambda: unique_columns(suite_definitions(spec)[suite]),
             required_by=_contract_of(raw[suite], settings),
         )
     if report is not None:

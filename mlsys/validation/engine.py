@@ -135,7 +135,7 @@ def _prepare_view(
         raise RuntimeError(f"checkpoint {checkpoint.name!r} must have exactly one validation definition")
     asset = definitions[0].batch_definition.data_asset
     execution_engine = asset.datasource.get_execution_engine()
-    spill = _spill_dir(settings)
+    spill = spill_dir(settings)
     statements = [
         "SET TimeZone = 'UTC'",
         f"SET memory_limit = '{_DUCKDB_MEMORY_LIMIT}'",
@@ -159,7 +159,7 @@ def _prepare_view(
     return execution_engine
 
 
-def _spill_dir(settings: Settings) -> Path:
+def spill_dir(settings: Settings) -> Path:
     """This process's DuckDB spill folder; those of processes that are gone are removed."""
     root = settings.gx_runtime_dir / "tmp"
     mine = root / str(os.getpid())

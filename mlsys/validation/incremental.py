@@ -36,10 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from mlsys.settings import Settings
+from mlsys.validation.engine import spill_dir
 from mlsys.validation.preflight import failed_report, preflight
 from mlsys.validation.report import ExpectationFailure, ValidationReport, with_failure_first
 from mlsys.validation.state import baseline_row_count, read_state, row_count_floor, state_key, write_state
-from mlsys.validation.suites import ERROR, RAW_ACTIVITIES, RAW_CONVERSIONS, RAW_LEADS
+from mlsys.validation.suites import ERROR, RAW_ACTIVITIES, RAW_CONVERSIONS, RAW_LEADS, sql_list
 
 logger = logging.getLogger(__name__)
 
@@ -99,13 +100,14 @@ def validate_incrementally(
     run_time: datetime,
     as_of: date | None,
     validate_parquet: Callable[..., ValidationReport],
-    unique_columns: tuple[str, ...] = (),
+    columns_held_unique: Callable[[], tuple[str, ...]] = tuple,
     required_by: str = "",
 ) -> ValidationReport | None:
     """The report of an incremental run, or None when the whole table must be validated
     (no record of a pass yet, or not Parquet): the caller then runs the suite on everything
     and calls `record_pass`. ``validate_parquet``: the package's, which runs the suite;
-    ``unique_columns``: the columns whose values must not repeat across files; ``required_by``:
+    ``columns_held_unique``: the columns whose values must not repeat across files (asked
+    only when there are new files: it reads the suite's definitions); ``required_by``:
     whose contract the columns are, for the missing-column error (as the suite's)."""
     files = sorted(globlib.glob(pattern))
     passed = read_passed(settings, suite)
@@ -157,7 +159,7 @@ def validate_incrementally(
     )
     report.source = ", ".join(new)
     earlier = [f for f in files if f not in new]
-    for column in unique_columns if report.success and earlier else ():
+    for column in columns_held_unique() if report.success and earlier else ():
         repeated = repeated_values(column, new, earlier, settings)
         if repeated:
             count, sample = repeated
@@ -183,25 +185,20 @@ def repeated_values(
     values are the join's build side, the earlier files stream past them."""
     import duckdb
 
-    def files(paths: list[str]) -> str:
-        return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
-
     quoted = '"' + column.replace('"', '""') + '"'
-    spill = settings.gx_runtime_dir / "tmp" / f"unique-{os.getpid()}"
-    with duckdb.connect(config={"memory_limit": "256MB", "temp_directory": str(spill)}) as con:
+    with duckdb.connect(config={"memory_limit": "256MB", "temp_directory": str(spill_dir(settings))}) as con:
         count, sample = con.sql(
             f"""
             with new as (
-                select distinct {quoted} as v from read_parquet({files(new)}) where {quoted} is not null
+                select distinct {quoted} as v from read_parquet({sql_list(new)}) where {quoted} is not null
             ),
             repeated as (
-                select distinct new.v from read_parquet({files(earlier)}) as earlier
+                select distinct new.v from read_parquet({sql_list(earlier)}) as earlier
                 join new on earlier.{quoted} = new.v
             )
             select count(*), list(v order by v)[1:5] from repeated
             """  # noqa: S608 - paths and a contract column, quoted
         ).fetchall()[0]
-    shutil.rmtree(spill, ignore_errors=True)
     return (int(count), list(sample)) if count else None
 
 
