@@ -11,8 +11,12 @@
     instant is kept does not depend on the order the engine read them. Records equal in every
     column are the same row. -#}
 {% macro lead_precedence() -%}
-    created_at nulls last, source nulls last, industry nulls last, country nulls last,
-    company_size nulls last, job_level nulls last
+    {%- for column in stg_lead_columns()[1:] %}{{ column }} nulls last{{ ", " if not loop.last }}{% endfor %}
+{%- endmacro %}
+
+{#- The columns of stg_leads, lead_id first: the raw leads' contract. -#}
+{% macro stg_lead_columns() -%}
+    {{- return(['lead_id', 'created_at', 'source', 'industry', 'country', 'company_size', 'job_level']) -}}
 {%- endmacro %}
 
 {#- Whether this incremental load rebuilds stg_leads from every current file. -#}
@@ -59,7 +63,7 @@
 {#- The raw lead records a load reads: the files of the plan (nothing when nothing landed), as
     columns of the raw contract; a file without an optional column reads it as null. -#}
 {% macro incoming_leads(plan) -%}
-    {%- set columns = ['lead_id', 'created_at', 'source', 'industry', 'country', 'company_size', 'job_level'] %}
+    {%- set columns = stg_lead_columns() %}
     {%- if not landing_files_read() -%}
         select * from {{ source('raw', 'leads') }}
     {%- else -%}

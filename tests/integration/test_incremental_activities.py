@@ -14,6 +14,7 @@ import pytest
 
 from mlsys import cli, features
 from mlsys.settings import Settings
+from tests.landings import land, loads
 
 AS_OF = date(2026, 6, 1)
 N1, N2, N3 = (AS_OF - timedelta(days=d) for d in (3, 2, 1))
@@ -51,20 +52,6 @@ def features_types() -> str:
     return "[" + ", ".join(f"'{t}'" for t in ACTIVITY_TYPES) + "]"
 
 
-def _loads(settings: Settings) -> list[tuple]:
-    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
-        return con.sql(
-            "select batch, files_read, rebuilt_windows, full_refresh "
-            "from stg_activities__loads order by batch"
-        ).fetchall()
-
-
-def _land(settings: Settings, name: str, query: str) -> Path:
-    path = settings.raw_dir / "activities" / name
-    duckdb.sql(f"copy ({query}) to '{path}' (format parquet)")
-    return path
-
-
 def _compiled(settings: Settings, model: str) -> str:
     return next(settings.dbt_target_dir.glob(f"run/**/{model}.sql")).read_text()
 
@@ -92,7 +79,12 @@ def nights(isolated_settings: Settings, tmp_path: Path) -> Settings:
         part.unlink()
     s_all = f"read_parquet('{everything}')"
     late = f"lead_id % 13 = 0 and occurred_at < date '{AS_OF}' - interval 200 day"
-    _land(s, "history.parquet", f"select * from {s_all} where occurred_at < date '{N1}' and not ({late})")
+    land(
+        s,
+        "activities",
+        "history.parquet",
+        f"select * from {s_all} where occurred_at < date '{N1}' and not ({late})",
+    )
     (tmp_path / "late.sql").write_text(f"select * from {s_all} where {late}")
     (tmp_path / "all.sql").write_text(s_all)
     return s
@@ -110,11 +102,11 @@ def test_nights_of_landings_equal_a_full_refresh(nights: Settings, tmp_path: Pat
     features.build(N1, s)
     # Night 1: day N1, its activities twice over (exact duplicates collapse), and activities
     # from over 200 days ago arriving late.
-    _land(s, "day-1.parquet", f"{day(N1)} union all {day(N1)}")
-    _land(s, "late.parquet", (tmp_path / "late.sql").read_text())
+    land(s, "activities", "day-1.parquet", f"{day(N1)} union all {day(N1)}")
+    land(s, "activities", "late.parquet", (tmp_path / "late.sql").read_text())
     features.build(N2, s)
     # Night 2: day N2, and day N1's file delivered again under another name.
-    _land(s, "day-2.parquet", day(N2))
+    land(s, "activities", "day-2.parquet", day(N2))
     shutil.copyfile(
         s.raw_dir / "activities" / "day-1.parquet", s.raw_dir / "activities" / "day-1-again.parquet"
     )
@@ -134,16 +126,16 @@ def test_nights_of_landings_equal_a_full_refresh(nights: Settings, tmp_path: Pat
         f"union all select lead_id, timestamp '{N2}' - interval 150 day, 'page_view' "
         f"from ({day(N2)}) where lead_id % 17 = 0"
     )
-    replaced = _land(s, "day-2.parquet.tmp", corrected)
+    replaced = land(s, "activities", "day-2.parquet.tmp", corrected)
     time.sleep(0.01)
     os.replace(replaced, s.raw_dir / "activities" / "day-2.parquet")
-    _land(s, "day-3.parquet", day(N3))
+    land(s, "activities", "day-3.parquet", day(N3))
     features.build(AS_OF, s)
     incremental = _keep(s, AS_OF, tmp_path / "incremental.parquet")
 
     # Each night read only its new or changed files (the reference build of N3 read none);
     # night 3 rebuilt day-2's old dates.
-    assert _loads(s) == [
+    assert loads(s, "stg_activities") == [
         (1, 1, 0, True),
         (2, 2, 0, False),
         (3, 2, 0, False),
@@ -157,7 +149,7 @@ def test_nights_of_landings_equal_a_full_refresh(nights: Settings, tmp_path: Pat
     # The full refresh, as docs/data-engineering.md tells a data engineer to ask for it (gates
     # included): the same activities, the same features.
     assert cli.main(f"features --as-of {AS_OF} --full-refresh".split()) == 0
-    assert _loads(s) == [(1, 6, 0, True)]
+    assert loads(s, "stg_activities") == [(1, 6, 0, True)]
     assert _differing(activities, _export_activities(s, tmp_path / "full-activities.parquet")) == 0
     assert _differing(incremental, f"read_parquet('{s.lead_features_path(AS_OF)}')") == 0
 
@@ -170,13 +162,13 @@ def test_windows_brought_forward_over_skipped_nights(nights: Settings, tmp_path:
     every = (tmp_path / "all.sql").read_text()
     features.build(N1, s)
     days = f"select * from {every} where occurred_at >= date '{N1}' and occurred_at < date '{AS_OF}'"
-    _land(s, "days.parquet", days)
+    land(s, "activities", "days.parquet", days)
     late = (tmp_path / "late.sql").read_text()
-    _land(s, "late-1.parquet", f"select * from ({late}) where lead_id % 2 = 0")
+    land(s, "activities", "late-1.parquet", f"select * from ({late}) where lead_id % 2 = 0")
     features.build(AS_OF, s)
     assert f"brought forward from the windows of {N1}" in _compiled(s, "int_scoring_activity_windows")
     skipped = _keep(s, AS_OF, tmp_path / "skipped.parquet")
-    _land(s, "late-2.parquet", f"select * from ({late}) where lead_id % 2 = 1")
+    land(s, "activities", "late-2.parquet", f"select * from ({late}) where lead_id % 2 = 1")
     features.build(AS_OF, s)
     assert f"brought forward from the windows of {AS_OF}" in _compiled(s, "int_scoring_activity_windows")
     again = _keep(s, AS_OF, tmp_path / "again.parquet")
@@ -201,4 +193,4 @@ def test_a_window_of_dates_is_rebuilt_on_request(nights: Settings, tmp_path: Pat
     command = "features --as-of 2026-05-29 --rebuild-from 2026-03-01 --rebuild-to 2026-03-07"
     assert cli.main(command.split()) == 0
     assert _differing(_export_activities(s, tmp_path / "b.parquet"), expected) == 0
-    assert _loads(s)[-1][2] == 1
+    assert loads(s, "stg_activities")[-1][2] == 1

@@ -16,6 +16,7 @@ import pytest
 from mlsys import features
 from mlsys.settings import Settings
 from tests.engines import differing_rows
+from tests.landings import land, loads
 
 AS_OF = date(2026, 6, 1)
 LEAD_COLUMNS = "lead_id, created_at, source, industry, country, company_size, job_level"
@@ -60,24 +61,11 @@ def _differing_from_a_rebuild(settings: Settings, tmp_path: Path, night: str) ->
     return differing
 
 
-def _loads(settings: Settings) -> list[tuple]:
-    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
-        return con.sql(
-            "select batch, files_read, rebuilt_windows, full_refresh from stg_leads__loads order by batch"
-        ).fetchall()
-
-
 def _lead(settings: Settings, lead_id: int) -> tuple:
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
         return con.execute(
             "select created_at, source from stg_leads where lead_id = ?", [lead_id]
         ).fetchall()[0]
-
-
-def _land(settings: Settings, name: str, query: str) -> Path:
-    path = settings.raw_dir / "leads" / name
-    duckdb.sql(f"copy ({query}) to '{path}' (format parquet)")
-    return path
 
 
 @pytest.fixture
@@ -91,7 +79,7 @@ def lead_nights(isolated_settings: Settings, tmp_path: Path) -> Settings:
     for part in folder.glob("*.parquet"):
         part.unlink()
     every = f"read_parquet('{everything}')"
-    _land(s, "history.parquet", f"select * from {every} where lead_id % 10 != 0")
+    land(s, "leads", "history.parquet", f"select * from {every} where lead_id % 10 != 0")
     (tmp_path / "all.sql").write_text(every)
     return s
 
@@ -109,8 +97,9 @@ def test_nights_of_lead_files_equal_a_full_refresh(lead_nights: Settings, tmp_pa
     assert _differing_from_a_rebuild(s, tmp_path, "0") == 0
     # Night 1: new leads, in a file without the optional industry column, one of them twice
     # (its later record loses).
-    _land(
+    land(
         s,
+        "leads",
         "day-1.parquet",
         f"select * exclude (industry) from {every} where lead_id % 10 = 0 union all "
         f"select * exclude (industry) replace (created_at + interval 1 hour as created_at, 'web' as source) "
@@ -126,13 +115,14 @@ def test_nights_of_lead_files_equal_a_full_refresh(lead_nights: Settings, tmp_pa
         f"select * replace (' Event ' as source) from {every} where lead_id % 11 = 0 union all "
         f"select * replace ('web' as source) from {every} where lead_id % 13 = 0"
     )
-    _land(s, "earlier.parquet", earlier)
+    land(s, "leads", "earlier.parquet", earlier)
     features.build(AS_OF, s)
     assert _lead(s, 7) == (original[7] - timedelta(days=1), "event")
     assert _differing_from_a_rebuild(s, tmp_path, "2") == 0
     # Night 3: later records of known leads: they change nothing.
-    _land(
+    land(
         s,
+        "leads",
         "later.parquet",
         f"select * replace (created_at + interval 1 day as created_at) from {every} where lead_id % 5 = 0",
     )
@@ -144,8 +134,11 @@ def test_nights_of_lead_files_equal_a_full_refresh(lead_nights: Settings, tmp_pa
     assert _differing_from_a_rebuild(s, tmp_path, "4") == 0
     # Night 5: a corrected night-2 file replacing the first: half of the earlier records
     # withdrawn (the copy still carries them).
-    corrected = _land(
-        s, "earlier.parquet.tmp", f"select * from ({earlier}) where lead_id % 14 = 0 or lead_id % 7 != 0"
+    corrected = land(
+        s,
+        "leads",
+        "earlier.parquet.tmp",
+        f"select * from ({earlier}) where lead_id % 14 = 0 or lead_id % 7 != 0",
     )
     time.sleep(0.01)
     os.replace(corrected, folder / "earlier.parquet")
@@ -166,7 +159,7 @@ def test_nights_of_lead_files_equal_a_full_refresh(lead_nights: Settings, tmp_pa
 
     # Each night read only its new or changed files; the replaced (night 5) and the removed
     # (night 6) file rebuilt the table from every current file; night 7 read nothing.
-    assert _loads(s) == [
+    assert loads(s, "stg_leads") == [
         (1, 1, 0, True),
         (2, 1, 0, False),
         (3, 1, 0, False),
@@ -185,7 +178,7 @@ def test_nights_of_lead_files_equal_a_full_refresh(lead_nights: Settings, tmp_pa
 
     # The full refresh: the same leads.
     features.build(AS_OF, s, full_refresh=True)
-    assert _loads(s) == [(1, 4, 0, True)]
+    assert loads(s, "stg_leads") == [(1, 4, 0, True)]
     refreshed = _export_leads(s, tmp_path / "refreshed.parquet")
     assert differing_rows(incremental, refreshed)[1] == 0
 
@@ -195,12 +188,17 @@ def test_a_table_built_before_the_bookkeeping_is_rebuilt(lead_nights: Settings, 
     and bring back: the first incremental build rebuilds it from every file."""
     s = lead_nights
     features.build(AS_OF, s)
-    _land(s, "day-1.parquet", f"select * from {(tmp_path / 'all.sql').read_text()} where lead_id % 10 = 0")
+    land(
+        s,
+        "leads",
+        "day-1.parquet",
+        f"select * from {(tmp_path / 'all.sql').read_text()} where lead_id % 10 = 0",
+    )
     with duckdb.connect(str(s.warehouse)) as con:
         con.execute("drop table stg_leads__loads")
         con.execute("drop table stg_leads__files")
         con.execute("delete from stg_leads where lead_id % 9 = 0")
         con.execute("update stg_leads set source = 'stale' where lead_id % 8 = 0")
     features.build(AS_OF, s)
-    assert _loads(s) == [(1, 2, 0, True)]
+    assert loads(s, "stg_leads") == [(1, 2, 0, True)]
     assert _differing_from_a_rebuild(s, tmp_path, "rebuilt") == 0

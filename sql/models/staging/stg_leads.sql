@@ -62,27 +62,16 @@ candidates as (
     -- lead_ids are all outside the new records' (new leads: all of them).
     union all
     select
-        t.lead_id,
-        t.created_at,
-        t.source,
-        t.industry,
-        t.country,
-        t.company_size,
-        t.job_level,
+        {%- for column in stg_lead_columns() %}
+        t.{{ column }},
+        {%- endfor %}
         true as in_table
     from {{ this }} as t
     where t.lead_id in (select r.lead_id from renamed as r)
     {%- endif %}
 )
 
-select
-    lead_id,
-    created_at,
-    source,
-    industry,
-    country,
-    company_size,
-    job_level
+select {{ stg_lead_columns() | join(", ") }}
 from candidates
 qualify
     row_number() over (partition by lead_id order by {{ lead_precedence() }}, in_table desc) = 1
