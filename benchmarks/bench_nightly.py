@@ -2,11 +2,14 @@
 
     # (a) and (b): 10M leads, one year of history, the last day landing as the night's file
     .venv/bin/python benchmarks/bench_nightly.py --leads 10000000 --home /tmp/bench-night-10m
-    # (c): the same night with 2x and 4x the days of history (and activities) at the same lead count
+    # (c): the same night with 2x and 4x the days of history (and activities) at the same lead
+    #      count; the full refreshes with 8GB, (b) once the machine is quiet
     .venv/bin/python benchmarks/bench_nightly.py --leads 10000000 --history-days 730 \\
-        --activities-per-lead 60 --home /tmp/bench-night-10m-2x --champion-from /tmp/bench-night-10m
+        --activities-per-lead 60 --home /tmp/bench-night-10m-2x --champion-from /tmp/bench-night-10m \\
+        --full-refresh-memory-limit 8GB --wait-for-load-below 0.6
     .venv/bin/python benchmarks/bench_nightly.py --leads 10000000 --history-days 1460 \\
-        --activities-per-lead 120 --home /tmp/bench-night-10m-4x --champion-from /tmp/bench-night-10m
+        --activities-per-lead 120 --home /tmp/bench-night-10m-4x --champion-from /tmp/bench-night-10m \\
+        --full-refresh-memory-limit 8GB --wait-for-load-below 0.6
     # (e): at 1M leads, the CLI's night against a pandas script and DuckDB SQL streamed
     #      through predict_proba (benchmarks/bench_night_baselines.py)
     .venv/bin/python benchmarks/bench_nightly.py --leads 1000000 --home /tmp/bench-night-1m --baselines
