@@ -25,6 +25,9 @@ from mlsys.settings import AIRFLOW_CFG_SECTION, REPO_ROOT, Settings
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8080
 UI_USER = "admin"
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+# How long a write to the SQLite metadata DB waits for another process's lock; a client of
+# the api-server waits longer than this, or it gives up on a request the server still serves.
+SQLITE_BUSY_TIMEOUT_SECONDS = 60
 
 
 def airflow_home(settings: Settings) -> Path:
@@ -62,10 +65,12 @@ def airflow_config(
             "simple_auth_manager_all_admins": "False",
             "simple_auth_manager_passwords_file": str(passwords_file(settings)),
         },
-        # A 60 s busy timeout (sqlite3's default is 5 s): the scheduler, dag-processor, api-server
-        # and an `airflow` CLI command share one SQLite file, and a write waits for the others
-        # instead of failing with "database is locked" on a busy laptop.
-        "database": {"sql_alchemy_conn": f"sqlite:///{metadata_db(settings)}?timeout=60"},
+        # A long busy timeout (sqlite3's default is 5 s): the scheduler, dag-processor,
+        # api-server and an `airflow` CLI command share one SQLite file, and a write waits for
+        # the others instead of failing with "database is locked" on a busy laptop.
+        "database": {
+            "sql_alchemy_conn": f"sqlite:///{metadata_db(settings)}?timeout={SQLITE_BUSY_TIMEOUT_SECONDS}"
+        },
         "api": {"host": host, "port": str(port)},
         "metrics": {
             "statsd_on": "True",

@@ -19,19 +19,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
 from mlsys.settings import Settings
 from mlsys_local.airflow_env import (
+    SQLITE_BUSY_TIMEOUT_SECONDS,
     airflow_cfg,
     init_airflow,
     passwords_file,
@@ -43,6 +45,15 @@ from mlsys_local.airflow_env import (
 DAG_IDS = ("score_leads", "retrain", "export_top_leads")
 MLFLOW_UI_URL = "http://127.0.0.1:5000"
 UNPAUSE_VARIABLE = "MLSYS_UNPAUSE"
+# Public paths that answer 200 once the api-server has warmed up; docker-compose.yaml's
+# healthcheck asks the same. Airflow builds the execution API's versioned routes at that API's
+# first request, on the event loop (seconds in which every request waits), so the first one
+# is this probe; the on-demand scorer loads its champion on a thread meanwhile.
+EXECUTION_API_HEALTH = "/execution/health"
+SCORER_READY = "/mlsys-health/ready"
+WARM_UP_PATHS = (EXECUTION_API_HEALTH, SCORER_READY)
+# A write behind a request may wait SQLITE_BUSY_TIMEOUT_SECONDS for the metadata DB's lock.
+API_TIMEOUT_SECONDS = SQLITE_BUSY_TIMEOUT_SECONDS + 30.0
 # The last line printed once everything is up (tests wait for it).
 READY_LINE = "Ctrl-C stops everything."
 
@@ -128,8 +139,9 @@ class LocalAirflow:
 
     # -- start ---------------------------------------------------------------------------
     def start(self) -> None:
-        """Lock the home, migrate, start the docs build and the four components; returns at
-        once (wait_ready waits). On any failure everything started so far is stopped."""
+        """Lock the home, migrate, start the docs build, the api-server, dag-processor and
+        triggerer; returns at once (wait_ready waits, and starts the scheduler). On any failure
+        everything started so far is stopped."""
         try:
             self._acquire_lock()
             if not port_is_free(self.host, self.port):
@@ -152,7 +164,6 @@ class LocalAirflow:
             self._spawn(
                 "api-server", [_bin("airflow"), "api-server", "--port", str(self.port), "--workers", "1"]
             )
-            self._spawn("scheduler", [_bin("airflow"), "scheduler", "--skip-serve-logs"])
             self._spawn("dag-processor", [_bin("airflow"), "dag-processor"])
             self._spawn("triggerer", [_bin("airflow"), "triggerer", "--skip-serve-logs"])
         except BaseException:
@@ -230,7 +241,7 @@ class LocalAirflow:
     def _client(self) -> Any:
         import httpx
 
-        return httpx.Client(base_url=self.url, timeout=30.0)
+        return httpx.Client(base_url=self.url, timeout=API_TIMEOUT_SECONDS)
 
     def token(self) -> str:
         if self._token is None:
@@ -250,10 +261,26 @@ class LocalAirflow:
         return response.json()
 
     def wait_ready(self, timeout: float = 300.0) -> dict[str, dict[str, Any]]:
-        """Until every component reports healthy and both DAGs are parsed; returns the DAGs."""
+        """Until the api-server has warmed up, the scheduler (started here) and the others
+        report healthy and the DAGs are parsed; returns the DAGs.
+
+        The scheduler starts once the execution API answers, as in docker-compose.yaml (it
+        waits for the api-server's healthcheck): a task it queues at once, like the export the
+        demo's published partition triggers, calls that API from its first second, and its
+        first request makes Airflow build the API's routes while every request to the server
+        waits, seconds on 2 cores (a task's start timed out; so did a REST call given 30 s)."""
+        deadline = time.monotonic() + timeout
+        self._poll(functools.partial(self._answers, EXECUTION_API_HEALTH), deadline, timeout)
+        if "scheduler" not in self.procs:
+            self._spawn("scheduler", [_bin("airflow"), "scheduler", "--skip-serve-logs"])
+        self._poll(functools.partial(self._answers, SCORER_READY), deadline, timeout)
+        dags: dict[str, dict[str, Any]] = self._poll(self._healthy_with_dags, deadline, timeout)
+        return dags
+
+    def _poll(self, probe: Callable[[], tuple[Any, str]], deadline: float, timeout: float) -> Any:
+        """`probe()` every second until it returns a result; it names what it still waits for."""
         import httpx
 
-        deadline = time.monotonic() + timeout
         waiting_for = "the api-server"
         while True:
             self.check_alive()
@@ -263,26 +290,43 @@ class LocalAirflow:
                     f"logs in {self.log_dir}"
                 )
             try:
-                with self._client() as client:
-                    health = client.get("/api/v2/monitor/health").json()
-                unhealthy = [
-                    name
-                    for name in ("metadatabase", "scheduler", "dag_processor", "triggerer")
-                    if (health.get(name) or {}).get("status") != "healthy"
-                ]
-                if unhealthy:
-                    waiting_for = ", ".join(unhealthy)
-                else:
-                    waiting_for = "the dag-processor to parse " + ", ".join(DAG_IDS)
-                    dags = {}
-                    for dag_id in DAG_IDS:
-                        with contextlib.suppress(httpx.HTTPStatusError):
-                            dags[dag_id] = self.api("GET", f"/api/v2/dags/{dag_id}")
-                    if len(dags) == len(DAG_IDS):
-                        return dags
+                result, waiting_for = probe()
+                if result is not None:
+                    return result
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code < 500:  # not a server still starting: say so
+                    raise LaunchError(
+                        f"{exc.request.method} {exc.request.url.path} answered "
+                        f"{exc.response.status_code}; logs in {self.log_dir}"
+                    ) from exc
             except (httpx.TransportError, ValueError):
                 pass
             time.sleep(1.0)
+
+    def _answers(self, path: str) -> tuple[bool | None, str]:
+        with self._client() as client:
+            ok = client.get(path).status_code == 200
+        return (True, "") if ok else (None, f"the api-server to answer GET {path} with 200")
+
+    def _healthy_with_dags(self) -> tuple[dict[str, dict[str, Any]] | None, str]:
+        import httpx
+
+        with self._client() as client:
+            health = client.get("/api/v2/monitor/health").json()
+        unhealthy = [
+            name
+            for name in ("metadatabase", "scheduler", "dag_processor", "triggerer")
+            if (health.get(name) or {}).get("status") != "healthy"
+        ]
+        if unhealthy:
+            return None, ", ".join(unhealthy)
+        dags = {}
+        for dag_id in DAG_IDS:
+            with contextlib.suppress(httpx.HTTPStatusError):
+                dags[dag_id] = self.api("GET", f"/api/v2/dags/{dag_id}")
+        if len(dags) < len(DAG_IDS):
+            return None, "the dag-processor to parse " + ", ".join(DAG_IDS)
+        return dags, ""
 
     def wait_docs(self, timeout: float = 300.0) -> str:
         """Wait for the dbt docs build; one line on what it left."""

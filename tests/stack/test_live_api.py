@@ -33,6 +33,7 @@ import pytest
 
 from mlsys.settings import REPO_ROOT, Settings
 from mlsys_local.airflow_env import SIMPLE_AUTH_MANAGER
+from mlsys_local.launcher import WARM_UP_PATHS
 from tests.fuzz import PAYLOAD, REPRODUCTIONS
 from tests.live import free_port, http
 
@@ -498,12 +499,14 @@ def test_a_paused_dag_is_reported_at_once_with_the_unpause_call(
 
 def test_the_compose_healthcheck_waits_for_the_scorer(stack: LiveStack) -> None:
     """docker-compose.yaml's api-server healthcheck, run as written against this api-server
-    (its port instead of the container's 8080): it asks the readiness probe and passes."""
+    (its port instead of the container's 8080): it asks the paths of `WARM_UP_PATHS`, which
+    `make airflow` waits for too, and passes."""
     import yaml
 
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
     command = compose["services"]["airflow-apiserver"]["healthcheck"]["test"]
-    assert command[:3] == ["CMD", "python", "-c"] and "/mlsys-health/ready" in command[3]
+    assert command[:3] == ["CMD", "python", "-c"]
+    assert all(f"'{path}'" in command[3] for path in WARM_UP_PATHS), command[3]
     code = command[3].replace("localhost:8080", f"127.0.0.1:{stack.port}")
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False

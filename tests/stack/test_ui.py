@@ -37,7 +37,14 @@ import pytest
 from mlsys import registry
 from mlsys.settings import REPO_ROOT, Settings
 from mlsys_local.airflow_env import passwords_file, ui_login
-from mlsys_local.launcher import READY_LINE, LocalAirflow, mlflow_command, unpause_setting
+from mlsys_local.launcher import (
+    API_TIMEOUT_SECONDS,
+    EXECUTION_API_HEALTH,
+    READY_LINE,
+    LocalAirflow,
+    mlflow_command,
+    unpause_setting,
+)
 from tests.live import free_port
 
 pytestmark = pytest.mark.slow
@@ -344,7 +351,7 @@ def api_token(local: Launched) -> str:
 
 def api(local: Launched, path: str) -> Any:
     headers = {"Authorization": f"Bearer {api_token(local)}"}
-    response = httpx.get(f"{local.url}{path}", headers=headers, timeout=30)
+    response = httpx.get(f"{local.url}{path}", headers=headers, timeout=API_TIMEOUT_SECONDS)
     response.raise_for_status()
     return response.json()
 
@@ -412,6 +419,27 @@ def test_dags_are_active_with_their_schedules_and_the_pool(local: Launched) -> N
         "export_top_leads": True,
     }
     assert not any(dag["is_paused"] for dag in launcher.set_paused(False).values())
+
+
+def test_the_export_left_by_the_demo_runs_once_on_its_first_try(local: Launched) -> None:
+    """The demo's published night queued an `export_top_leads` run (an asset event): the
+    scheduler, started once the execution API answers (launcher.wait_ready), runs it at start
+    and its task succeeds on try 1. Started with the others, the task called the
+    execution API while the server was not up or was building that API; that try was killed."""
+
+    def finished() -> list[dict[str, Any]] | None:
+        runs = api(local, "/api/v2/dags/export_top_leads/dagRuns")["dag_runs"]
+        runs = [r for r in runs if r["run_type"] == "asset_triggered"]
+        return runs if runs and all(r["state"] in ("success", "failed") for r in runs) else None
+
+    runs = wait_for("the export run the demo left to finish", finished, timeout=180, interval=2.0)
+    assert [r["state"] for r in runs] == ["success"], runs
+    path = f"/api/v2/dags/export_top_leads/dagRuns/{runs[0]['dag_run_id']}/taskInstances"
+    tries = [(ti["task_id"], ti["try_number"], ti["state"]) for ti in api(local, path)["task_instances"]]
+    assert tries == [("export", 1, "success")]
+    # The server's access log, in order: the launcher's probe before the task's first call.
+    log = (Settings.from_env().home / "airflow" / "logs" / "api-server.out").read_text()
+    assert log.index(f"path={EXECUTION_API_HEALTH} ") < log.index("path=/execution/task-instances/")
 
 
 def test_score_leads_page_shows_its_tasks_and_the_demo_run(local: Launched, browser: Browser) -> None:
