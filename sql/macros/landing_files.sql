@@ -15,8 +15,9 @@
     A file is read when its name is new, or when its size or modified time changed (a
     corrected file replacing an earlier one). docs/data-engineering.md explains the semantics. -#}
 
-{% macro landing_relation(suffix) -%}
-    {{- api.Relation.create(database=this.database, schema=this.schema, identifier=this.identifier ~ '__' ~ suffix) -}}
+{% macro landing_relation(suffix, relation=none) -%}
+    {%- set model = relation or this %}
+    {{- api.Relation.create(database=model.database, schema=model.schema, identifier=model.identifier ~ '__' ~ suffix) -}}
 {%- endmacro %}
 
 {% macro raw_files_glob(table) -%}

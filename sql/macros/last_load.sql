@@ -9,8 +9,7 @@
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') %}
     {%- if where and '__last_load__' in where %}
-        {%- set loads = api.Relation.create(database=relation.database, schema=relation.schema, identifier=relation.identifier ~ '__loads') %}
-        {%- set last_load = "landing_batch = (select max(batch) from " ~ loads ~ ")" if target.type == 'duckdb' else "true" %}
+        {%- set last_load = "landing_batch = (select max(batch) from " ~ landing_relation('loads', relation) ~ ")" if target.type == 'duckdb' else "true" %}
         {%- set where = where | replace('__last_load__', last_load) %}
     {%- endif %}
     {%- if where %}
