@@ -749,6 +749,15 @@ def test_raw_activities_gate_validates_new_files_and_the_table_by_its_footers(se
     assert report.success and report.evaluated > 0, report.summary()
     assert report.source == str(night) and report.row_count == 50  # the rows validated in full
 
+    # docs/data-engineering.md: delete the record of passed files to validate the table whole.
+    record = settings.data_dir / "gx" / "state" / f"raw_files_{RAW_ACTIVITIES}.json"
+    assert night.name in record.read_text()
+    record.unlink()
+    whole = validation.validate_raw(RAW_ACTIVITIES, settings, as_of=AS_OF, run_time=RUN_TIME)
+    assert whole.success and whole.evaluated > 0 and whole.row_count == ROWS + 50, whole.summary()
+    assert night.name in record.read_text()  # recorded again: the next run reads no file
+    assert validation.validate_raw(RAW_ACTIVITIES, settings, as_of=AS_OF, run_time=RUN_TIME).evaluated == 0
+
     # A bad new file stops the gate with the suite's own report, naming the file; it is not
     # recorded, so the next run stops again.
     bad = write_raw(
